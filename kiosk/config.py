@@ -280,6 +280,16 @@ def find_config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
     return DEFAULT_PATH
 
 
+def _anchor(spec: str, schemes: tuple[str, ...], base: Path) -> str:
+    """A connection string's relative path, read against the config's folder."""
+    for scheme in schemes:
+        if spec.startswith(scheme):
+            rest = spec.removeprefix(scheme)
+            if rest and not rest.startswith("/"):
+                return f"{scheme}{base / rest}"
+    return spec
+
+
 def load_config(explicit: str | os.PathLike[str] | None = None) -> Config:
     """Find, read and validate the configuration file."""
     path = find_config_path(explicit)
@@ -309,5 +319,9 @@ def load_config(explicit: str | os.PathLike[str] | None = None) -> Config:
         config.security.key_file = base / config.security.key_file
     if not config.hq.keys_dir.is_absolute():
         config.hq.keys_dir = base / config.hq.keys_dir
+    config.printer.connection = _anchor(
+        config.printer.connection, ("dir:", "file:"), base
+    )
+    config.gps.source = _anchor(config.gps.source, ("replay:",), base)
     log.debug("configuration loaded from %s", path)
     return config

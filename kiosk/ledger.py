@@ -1375,6 +1375,16 @@ class Ledger:
                 conn, "journal_ack", json.dumps({"seq": seq, "hash": digest})
             )
 
+    def last_receipt(self) -> str | None:
+        with self.store.read() as conn:
+            number = conn.execute(text("SELECT max(receipt_no) FROM payment")).scalar()
+        return None if number is None else self.receipt_name(int(number))
+
+    def raise_alarm(self, type_: str, data: dict[str, Any]) -> None:
+        """An alarm (panic, tamper) for HQ, sent ahead of everything else."""
+        with self.store.write() as conn:
+            self._event(conn, "alarm", type_, None, data)
+
     def add_message(self, message_id: str, body: dict[str, Any]) -> bool:
         """Keep a message from HQ for the collector; False when already kept."""
         with self.store.write() as conn:

@@ -62,7 +62,7 @@ def envelope(
 
 
 def _insert(
-    conn: Connection, message: dict[str, Any], topic: str, priority: int
+    conn: Connection, lane: str, message: dict[str, Any], topic: str, priority: int
 ) -> None:
     conn.execute(
         text(
@@ -71,7 +71,7 @@ def _insert(
         ),
         {
             "id": message["id"],
-            "lane": message["lane"],
+            "lane": lane,
             "seq": message["seq"],
             "priority": priority,
             "topic": topic,
@@ -94,7 +94,13 @@ def enqueue_money(conn: Connection, device: str, boot: str, entry: Entry) -> str
         data=entry.data,
         entry=entry,
     )
-    _insert(conn, message, topic_for(device, "money", entry.type), PRIORITY["money"])
+    _insert(
+        conn,
+        "money",
+        message,
+        topic_for(device, "money", entry.type),
+        PRIORITY["money"],
+    )
     return str(message["id"])
 
 
@@ -122,7 +128,7 @@ def enqueue(
         collector=collector,
         data=data,
     )
-    _insert(conn, message, topic_for(device, lane, type_), PRIORITY[lane])
+    _insert(conn, lane, message, topic_for(device, lane, type_), PRIORITY[lane])
     return str(message["id"])
 
 
@@ -216,3 +222,30 @@ def prune(conn: Connection, acked_seq: int, older_than: float) -> int:
         {"t": older_than, "a": acked_seq},
     )
     return int(result.rowcount or 0)
+
+
+def enqueue_location(
+    conn: Connection, device: str, point: dict[str, Any], tid: str
+) -> str:
+    """Queue a track point on the loc lane in OwnTracks form.
+
+    The object is OwnTracks' ``location`` with three fields of ours: ``id`` (the
+    event id, for HQ's duplicate check), ``seq`` (the lane's) and ``historical``,
+    which the link sets when it sends a point from the backlog.
+    """
+    seq = Store.next_counter(conn, "lane:loc")
+    message = {
+        "_type": "location",
+        "tst": point["tst"],
+        "lat": point["lat"],
+        "lon": point["lon"],
+        "tid": tid,
+        "id": str(uuid.uuid4()),
+        "seq": seq,
+        "historical": False,
+    }
+    for key in ("acc", "alt", "vel", "cog"):
+        if point.get(key) is not None:
+            message[key] = point[key]
+    _insert(conn, "loc", message, topic_for(device, "loc", "loc"), PRIORITY["loc"])
+    return str(message["id"])

@@ -46,7 +46,8 @@ class PrinterEmulator:
         self.read_delay = 0.0
         self.connections: list[bytearray] = []
         self._drop_after: int | None = None
-        self._lock = threading.Lock()
+        # Re-entrant: wait_for's condition reads the recordings under the lock.
+        self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self._server: socket.socket | None = None
         self._listening = False
