@@ -6,10 +6,11 @@ import logging
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
 
 from kiosk.errors import BadInput, LockedOut, Refused, WrongPin
 from kiosk.pins import check_pin_format, hash_pin, verify_pin
+from kiosk.store import sql
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +41,9 @@ def add_collector(
     if role not in ("collector", "supervisor"):
         raise BadInput(f"role {role!r}: expected collector or supervisor")
     check_pin_format(pin)
-    conn.execute(
-        text(
+    sql(
+        conn,
+        (
             "INSERT INTO collector (id, name, role, pin_hash, failed_pins, "
             "locked_until, active) VALUES (:id, :name, :role, :hash, 0, 0, 1) "
             "ON CONFLICT(id) DO UPDATE SET name=excluded.name, role=excluded.role, "
@@ -61,8 +63,9 @@ def check_pin(
     returned, not raised, so that the caller commits the count before raising.
     """
     now = time.time() if now is None else now
-    row = conn.execute(
-        text(
+    row = sql(
+        conn,
+        (
             "SELECT name, role, pin_hash, failed_pins, locked_until, active "
             "FROM collector WHERE id=:id"
         ),
@@ -79,8 +82,9 @@ def check_pin(
     if not verify_pin(pin or "", row.pin_hash):
         failed = row.failed_pins + 1
         locked_until = now + LOCKOUT_S if failed >= MAX_WRONG_PINS else 0.0
-        conn.execute(
-            text("UPDATE collector SET failed_pins=:f, locked_until=:l WHERE id=:id"),
+        sql(
+            conn,
+            ("UPDATE collector SET failed_pins=:f, locked_until=:l WHERE id=:id"),
             {"f": 0 if locked_until else failed, "l": locked_until, "id": collector_id},
         )
         log.warning("wrong PIN for collector %s (%d in a row)", collector_id, failed)
@@ -91,17 +95,16 @@ def check_pin(
         left = MAX_WRONG_PINS - failed
         return WrongPin(f"wrong PIN for {collector_id}; {left} tries left")
     if row.failed_pins:
-        conn.execute(
-            text("UPDATE collector SET failed_pins=0 WHERE id=:id"),
+        sql(
+            conn,
+            ("UPDATE collector SET failed_pins=0 WHERE id=:id"),
             {"id": collector_id},
         )
     return Actor(collector_id, row.name, row.role)
 
 
 def list_collectors(conn: Connection) -> list[dict[str, object]]:
-    rows = conn.execute(
-        text("SELECT id, name, role, active FROM collector ORDER BY id")
-    ).all()
+    rows = sql(conn, ("SELECT id, name, role, active FROM collector ORDER BY id")).all()
     return [
         {"id": r.id, "name": r.name, "role": r.role, "active": bool(r.active)}
         for r in rows

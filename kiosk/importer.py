@@ -12,10 +12,11 @@ import datetime as dt
 import logging
 from typing import Any
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
 
 from kiosk.allocation import Due, allocate
 from kiosk.documents import AssignmentDocument
+from kiosk.store import sql
 
 log = logging.getLogger(__name__)
 
@@ -24,8 +25,9 @@ def _upsert_collectors(conn: Connection, doc: AssignmentDocument) -> None:
     for c in doc.collectors:
         # A PIN changed at HQ resets the lockout; local failed attempts are
         # otherwise kept, so an import cannot be used to reset a lockout.
-        conn.execute(
-            text(
+        sql(
+            conn,
+            (
                 "INSERT INTO collector (id, name, role, pin_hash, failed_pins, "
                 "locked_until, active) VALUES (:id, :n, :r, :h, 0, 0, 1) "
                 "ON CONFLICT(id) DO UPDATE SET name=excluded.name, role=excluded.role, "
@@ -40,8 +42,9 @@ def _upsert_collectors(conn: Connection, doc: AssignmentDocument) -> None:
 
 def _upsert_customers(conn: Connection, doc: AssignmentDocument) -> None:
     for u in doc.customers:
-        conn.execute(
-            text(
+        sql(
+            conn,
+            (
                 "INSERT INTO customer (id, name, phone, address, lat, lon, radius_m, "
                 "extra, expires_at) VALUES (:id, :n, :p, :a, :la, :lo, :r, :x, NULL) "
                 "ON CONFLICT(id) DO UPDATE SET name=excluded.name, phone=excluded.phone, "
@@ -63,8 +66,9 @@ def _upsert_customers(conn: Connection, doc: AssignmentDocument) -> None:
 
 def _replace_contracts(conn: Connection, doc: AssignmentDocument) -> None:
     for k in doc.contracts:
-        conn.execute(
-            text(
+        sql(
+            conn,
+            (
                 "INSERT INTO contract (id, customer_id, currency, extra) "
                 "VALUES (:id, :c, :cur, :x) ON CONFLICT(id) DO UPDATE SET "
                 "customer_id=excluded.customer_id, currency=excluded.currency, "
@@ -72,10 +76,11 @@ def _replace_contracts(conn: Connection, doc: AssignmentDocument) -> None:
             ),
             {"id": k.id, "c": k.customer, "cur": k.currency, "x": k.extra_json()},
         )
-        conn.execute(text("DELETE FROM installment WHERE contract_id=:c"), {"c": k.id})
+        sql(conn, ("DELETE FROM installment WHERE contract_id=:c"), {"c": k.id})
         for i in k.installments:
-            conn.execute(
-                text(
+            sql(
+                conn,
+                (
                     "INSERT INTO installment (contract_id, no, due, amount, paid) "
                     "VALUES (:c, :n, :d, :a, :p)"
                 ),
@@ -89,8 +94,9 @@ def _add_to_installments(
     """Apply stored allocations again; what no longer fits goes oldest-first."""
     dues = {
         r.no: Due(r.no, r.due, r.amount, r.paid)
-        for r in conn.execute(
-            text("SELECT no, due, amount, paid FROM installment WHERE contract_id=:c"),
+        for r in sql(
+            conn,
+            ("SELECT no, due, amount, paid FROM installment WHERE contract_id=:c"),
             {"c": contract},
         )
     }
@@ -109,17 +115,17 @@ def _add_to_installments(
             spill += amount - take
             new_paid = due.paid - take
         dues[no] = Due(no, due.due, due.amount, new_paid)
-        conn.execute(
-            text("UPDATE installment SET paid=:p WHERE contract_id=:c AND no=:n"),
+        sql(
+            conn,
+            ("UPDATE installment SET paid=:p WHERE contract_id=:c AND no=:n"),
             {"p": new_paid, "c": contract, "n": no},
         )
     if spill and sign > 0:
         split = allocate(spill, dues.values())
         for no, part in split.parts:
-            conn.execute(
-                text(
-                    "UPDATE installment SET paid=paid+:a WHERE contract_id=:c AND no=:n"
-                ),
+            sql(
+                conn,
+                ("UPDATE installment SET paid=paid+:a WHERE contract_id=:c AND no=:n"),
                 {"a": part, "c": contract, "n": no},
             )
     elif spill:
@@ -127,8 +133,9 @@ def _add_to_installments(
         for due in sorted(dues.values(), key=lambda d: (d.due, d.no), reverse=True):
             take = min(spill, due.paid)
             if take:
-                conn.execute(
-                    text(
+                sql(
+                    conn,
+                    (
                         "UPDATE installment SET paid=paid-:a WHERE contract_id=:c "
                         "AND no=:n"
                     ),
@@ -141,8 +148,9 @@ def _reapply_local(conn: Connection, doc: AssignmentDocument) -> int:
     contracts = {k.id for k in doc.contracts}
     if not contracts:
         return 0
-    rows = conn.execute(
-        text(
+    rows = sql(
+        conn,
+        (
             "SELECT p.id, p.contract_id, p.seq, p.voided_seq FROM payment p "
             "WHERE (p.seq > :s OR p.voided_seq > :s) ORDER BY p.seq"
         ),
@@ -154,8 +162,9 @@ def _reapply_local(conn: Connection, doc: AssignmentDocument) -> int:
             continue
         parts = [
             (int(a.installment_no), int(a.amount))
-            for a in conn.execute(
-                text(
+            for a in sql(
+                conn,
+                (
                     "SELECT installment_no, amount FROM allocation WHERE payment_id=:p "
                     "ORDER BY installment_no"
                 ),
@@ -180,10 +189,11 @@ def apply_document(conn: Connection, doc: AssignmentDocument) -> dict[str, Any]:
     _upsert_customers(conn, doc)
     _replace_contracts(conn, doc)
     if doc.mode == "replace":
-        conn.execute(text("DELETE FROM assignment"))
+        sql(conn, ("DELETE FROM assignment"))
     for a in doc.assignments:
-        conn.execute(
-            text(
+        sql(
+            conn,
+            (
                 "INSERT INTO assignment (id, contract_id, collector_id, date, priority, "
                 "outcome, extra) VALUES (:id, :k, :c, :d, :p, NULL, :x) "
                 "ON CONFLICT(id) DO UPDATE SET contract_id=excluded.contract_id, "
@@ -222,8 +232,9 @@ def purge_expired(conn: Connection, today: dt.date, retention_days: int) -> int:
     cutoff = (today - dt.timedelta(days=retention_days)).isoformat()
     stale = [
         r[0]
-        for r in conn.execute(
-            text(
+        for r in sql(
+            conn,
+            (
                 "SELECT u.id FROM customer u WHERE NOT EXISTS (SELECT 1 FROM contract k "
                 "JOIN assignment a ON a.contract_id = k.id WHERE k.customer_id = u.id "
                 "AND a.date >= :cut)"
@@ -234,19 +245,15 @@ def purge_expired(conn: Connection, today: dt.date, retention_days: int) -> int:
     for customer in stale:
         contracts = [
             r[0]
-            for r in conn.execute(
-                text("SELECT id FROM contract WHERE customer_id=:u"), {"u": customer}
+            for r in sql(
+                conn, ("SELECT id FROM contract WHERE customer_id=:u"), {"u": customer}
             )
         ]
         for contract in contracts:
-            conn.execute(
-                text("DELETE FROM installment WHERE contract_id=:c"), {"c": contract}
-            )
-            conn.execute(
-                text("DELETE FROM assignment WHERE contract_id=:c"), {"c": contract}
-            )
-        conn.execute(text("DELETE FROM contract WHERE customer_id=:u"), {"u": customer})
-        conn.execute(text("DELETE FROM customer WHERE id=:u"), {"u": customer})
+            sql(conn, ("DELETE FROM installment WHERE contract_id=:c"), {"c": contract})
+            sql(conn, ("DELETE FROM assignment WHERE contract_id=:c"), {"c": contract})
+        sql(conn, ("DELETE FROM contract WHERE customer_id=:u"), {"u": customer})
+        sql(conn, ("DELETE FROM customer WHERE id=:u"), {"u": customer})
     if stale:
         log.info("removed %d customers whose assignments ended", len(stale))
     return len(stale)

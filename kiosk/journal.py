@@ -12,9 +12,10 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
 
 from kiosk.canonical import sha256_hex
+from kiosk.store import sql
 
 GENESIS = "0" * 64
 
@@ -47,8 +48,8 @@ def entry_hash(
 
 def last_entry(conn: Connection) -> tuple[int, str, str | None]:
     """The newest entry's seq, hash and time, or (0, GENESIS, None)."""
-    row = conn.execute(
-        text("SELECT seq, hash, time FROM journal ORDER BY seq DESC LIMIT 1")
+    row = sql(
+        conn, ("SELECT seq, hash, time FROM journal ORDER BY seq DESC LIMIT 1")
     ).first()
     if row is None:
         return 0, GENESIS, None
@@ -62,8 +63,9 @@ def append(
     seq, prev, _ = last_entry(conn)
     seq += 1
     digest = entry_hash(seq, prev, type_, time, collector, data)
-    conn.execute(
-        text(
+    sql(
+        conn,
+        (
             "INSERT INTO journal (seq, prev, hash, type, time, collector, data) "
             "VALUES (:seq, :prev, :hash, :type, :time, :collector, :data)"
         ),
@@ -140,10 +142,11 @@ def verify_rows(rows: Any) -> VerifyResult:
 
 
 def verify(conn: Connection) -> VerifyResult:
-    rows = conn.execute(
-        text(
+    rows = sql(
+        conn,
+        (
             "SELECT seq, prev, hash, type, time, collector, data FROM journal "
             "ORDER BY rowid"
-        )
+        ),
     )
     return verify_rows(rows)

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
 
 from kiosk import journal, outbox
 from kiosk.allocation import Due, allocate
@@ -47,7 +47,7 @@ from kiosk.location import FixHistory, LocationCheck, enforce, judge
 from kiosk.money import format_money, parse_amount
 from kiosk.policy import PolicyDoc, check_cash, current_policy, sync_config_policy
 from kiosk.receipt_code import make_code
-from kiosk.store import Store
+from kiosk.store import Store, sql
 from kiosk.timefmt import parse_rfc3339, rfc3339
 
 log = logging.getLogger(__name__)
@@ -209,8 +209,9 @@ class Ledger:
         self, conn: Connection, kind: str, ref: str, payload: dict[str, Any]
     ) -> int:
         return int(
-            conn.execute(
-                text(
+            sql(
+                conn,
+                (
                     "INSERT INTO printjob (kind, ref, payload, status, attempts, "
                     "possible_duplicate, last_error, retry_at, created_at) VALUES "
                     "(:k, :r, :p, 'queued', 0, 0, '', 0, :c) RETURNING id"
@@ -254,10 +255,11 @@ class Ledger:
     def _check_offline_limit(self, conn: Connection, override: Override | None) -> str:
         if not self.config.broker.url:
             return ""
-        row = conn.execute(
-            text(
+        row = sql(
+            conn,
+            (
                 "SELECT min(created_at) FROM outbox WHERE lane='money' AND sent_at IS NULL"
-            )
+            ),
         ).first()
         limit_s = self.config.cash.offline_limit_h * 3600
         if row and row[0] is not None and time.time() - row[0] > limit_s:
@@ -311,8 +313,9 @@ class Ledger:
         ref: str,
         when: str,
     ) -> int:
-        conn.execute(
-            text(
+        sql(
+            conn,
+            (
                 "INSERT INTO cashmovement (collector_id, day_id, seq, kind, amount, ref, "
                 "time) VALUES (:c, :d, :s, :k, :a, :r, :t)"
             ),
@@ -332,8 +335,9 @@ class Ledger:
         return parse_rfc3339(when).astimezone(self.device.tz).date().isoformat()
 
     def _open_day_row(self, conn: Connection, collector: str) -> Any:
-        return conn.execute(
-            text(
+        return sql(
+            conn,
+            (
                 "SELECT id, date, opened_at, opening FROM businessday "
                 "WHERE collector_id=:c AND closed_at IS NULL"
             ),
@@ -345,8 +349,9 @@ class Ledger:
     ) -> int:
         carried = self.held(conn, collector)
         day_id = int(
-            conn.execute(
-                text(
+            sql(
+                conn,
+                (
                     "INSERT INTO businessday (collector_id, date, opened_at, opening, "
                     "carried) VALUES (:c, :d, :t, :o, :k) RETURNING id"
                 ),
@@ -391,8 +396,9 @@ class Ledger:
                 )
             return int(row.id)
         today = self._local_date(when)
-        closed = conn.execute(
-            text(
+        closed = sql(
+            conn,
+            (
                 "SELECT closed_at FROM businessday WHERE collector_id=:c AND date=:d "
                 "AND closed_at IS NOT NULL ORDER BY id DESC LIMIT 1"
             ),
@@ -425,9 +431,17 @@ class Ledger:
 
     # --- collecting --------------------------------------------------------
 
+    def _policy(self, conn: Connection) -> PolicyDoc:
+        """The newest policy; parsed again only when its version changed."""
+        version = sql(conn, "SELECT max(version) FROM policy").scalar()
+        if version != self.policy.version:
+            self.policy = current_policy(conn)
+        return self.policy
+
     def _installments(self, conn: Connection, contract_id: str) -> list[Due]:
-        rows = conn.execute(
-            text(
+        rows = sql(
+            conn,
+            (
                 "SELECT no, due, amount, paid FROM installment WHERE contract_id=:c "
                 "ORDER BY due, no"
             ),
@@ -436,8 +450,9 @@ class Ledger:
         return [Due(r.no, r.due, r.amount, r.paid) for r in rows]
 
     def _contract(self, conn: Connection, contract_id: str) -> Any:
-        row = conn.execute(
-            text(
+        row = sql(
+            conn,
+            (
                 "SELECT c.id, c.currency, u.id AS customer_id, u.name, u.address, "
                 "u.lat, u.lon, u.radius_m FROM contract c JOIN customer u "
                 "ON u.id = c.customer_id WHERE c.id=:id"
@@ -488,8 +503,7 @@ class Ledger:
             self._check_unlocked(conn)
             when = self._trusted_time(conn)
             offline = self._check_offline_limit(conn, override)
-            policy = current_policy(conn)
-            self.policy = policy
+            policy = self._policy(conn)
             contract = self._contract(conn, contract_id)
             if contract.currency != self.currency:
                 raise BadInput(
@@ -509,8 +523,9 @@ class Ledger:
 
             day_id = self._current_day(conn, actor.id, when)
             collected_today = int(
-                conn.execute(
-                    text(
+                sql(
+                    conn,
+                    (
                         "SELECT coalesce(sum(amount), 0) FROM cashmovement "
                         "WHERE day_id=:d AND kind IN ('payment', 'void')"
                     ),
@@ -529,6 +544,7 @@ class Ledger:
             )
             location = self._judge(contract)
             location_warning = enforce(location, reason)
+            stamp = location.as_data()
 
             # Numbers are taken inside this transaction, so a rollback frees them
             # and no receipt number is ever skipped or used twice.
@@ -565,14 +581,15 @@ class Ledger:
                 "held_after": cash.held_after,
                 "policy_version": policy.version,
                 "override": override_data,
-                "location": location.as_data(),
+                "location": stamp,
                 "location_reason": reason,
                 "code": code,
             }
             entry = self._journal(conn, "payment", when, actor.id, data)
 
-            conn.execute(
-                text(
+            sql(
+                conn,
+                (
                     "INSERT INTO payment (id, receipt_no, seq, time, collector_id, day_id, "
                     "contract_id, amount, credit, currency, policy_version, override_by, "
                     "override_reason, location, location_reason, printed) VALUES "
@@ -595,20 +612,22 @@ class Ledger:
                     if override_data and override
                     else None,
                     "orr": override.reason if override_data and override else None,
-                    "loc": json.dumps(location.as_data()),
+                    "loc": json.dumps(stamp),
                     "lr": reason,
                 },
             )
             for no, part in split.parts:
-                conn.execute(
-                    text(
+                sql(
+                    conn,
+                    (
                         "INSERT INTO allocation (payment_id, installment_no, contract_id, "
                         "amount) VALUES (:p, :n, :c, :a)"
                     ),
                     {"p": payment_id, "n": no, "c": contract_id, "a": part},
                 )
-                conn.execute(
-                    text(
+                sql(
+                    conn,
+                    (
                         "UPDATE installment SET paid = paid + :a "
                         "WHERE contract_id=:c AND no=:n"
                     ),
@@ -675,7 +694,7 @@ class Ledger:
             if next_due
             else None,
             "held": held_after,
-            "location": location.as_data(),
+            "location": stamp,
             "warnings": warnings,
             "print_job": job,
             "code": code,
@@ -689,8 +708,9 @@ class Ledger:
         when: str,
         outcome: str,
     ) -> None:
-        conn.execute(
-            text(
+        sql(
+            conn,
+            (
                 "UPDATE assignment SET outcome=:o WHERE contract_id=:k AND date=:d "
                 "AND (outcome IS NULL OR outcome != 'paid')"
             ),
@@ -752,8 +772,9 @@ class Ledger:
                 "location": location.as_data(),
             }
             entry = self._journal(conn, "visit", when, actor.id, data)
-            conn.execute(
-                text(
+            sql(
+                conn,
+                (
                     "INSERT INTO visit (id, seq, time, collector_id, contract_id, outcome, "
                     "promise_date, promise_amount, note, location) VALUES "
                     "(:id, :s, :t, :c, :k, :o, :pd, :pa, :n, :l)"
@@ -768,7 +789,7 @@ class Ledger:
                     "pd": data["promise_date"],
                     "pa": promised,
                     "n": note,
-                    "l": json.dumps(location.as_data()),
+                    "l": json.dumps(data["location"]),
                 },
             )
             self._mark_assignment(conn, contract_id, actor.id, when, outcome)
@@ -828,8 +849,8 @@ class Ledger:
         number = self.receipt_number(receipt)
         with self.store.write() as conn:
             when = self._trusted_time(conn)
-            payment = conn.execute(
-                text("SELECT * FROM payment WHERE receipt_no=:n"), {"n": number}
+            payment = sql(
+                conn, ("SELECT * FROM payment WHERE receipt_no=:n"), {"n": number}
             ).first()
             if payment is None:
                 raise NotFound(f"no receipt {self.receipt_name(number)} on this device")
@@ -842,10 +863,9 @@ class Ledger:
                     f"{payment.collector_id} holds {self.money(held)}, less than the "
                     f"{self.money(payment.amount)} to void: the cash was deposited"
                 )
-            allocations = conn.execute(
-                text(
-                    "SELECT installment_no, amount FROM allocation WHERE payment_id=:p"
-                ),
+            allocations = sql(
+                conn,
+                ("SELECT installment_no, amount FROM allocation WHERE payment_id=:p"),
                 {"p": payment.id},
             ).all()
             day_id = self._current_day(conn, payment.collector_id, when)
@@ -863,8 +883,9 @@ class Ledger:
             }
             entry = self._journal(conn, "void", when, payment.collector_id, data)
             for alloc in allocations:
-                conn.execute(
-                    text(
+                sql(
+                    conn,
+                    (
                         "UPDATE installment SET paid = max(0, paid - :a) "
                         "WHERE contract_id=:c AND no=:n"
                     ),
@@ -874,8 +895,9 @@ class Ledger:
                         "n": alloc.installment_no,
                     },
                 )
-            conn.execute(
-                text(
+            sql(
+                conn,
+                (
                     "UPDATE payment SET voided_seq=:s, void_reason=:r, void_by=:b "
                     "WHERE id=:id"
                 ),
@@ -924,8 +946,9 @@ class Ledger:
     def _day_figures(
         self, conn: Connection, day: Any, collector: str
     ) -> dict[str, Any]:
-        rows = conn.execute(
-            text(
+        rows = sql(
+            conn,
+            (
                 "SELECT kind, count(*) AS n, coalesce(sum(amount), 0) AS total "
                 "FROM cashmovement WHERE day_id=:d GROUP BY kind"
             ),
@@ -999,8 +1022,9 @@ class Ledger:
                         "",
                         when,
                     )
-                conn.execute(
-                    text(
+                sql(
+                    conn,
+                    (
                         "UPDATE businessday SET closed_at=:t, counted=:c, variance=:v "
                         "WHERE id=:id"
                     ),
@@ -1030,11 +1054,12 @@ class Ledger:
     def report_all(self) -> list[dict[str, Any]]:
         """X figures for every collector with an open day (a branch's view)."""
         with self.store.read() as conn:
-            days = conn.execute(
-                text(
+            days = sql(
+                conn,
+                (
                     "SELECT id, collector_id, date, opened_at, opening FROM businessday "
                     "WHERE closed_at IS NULL ORDER BY collector_id"
-                )
+                ),
             ).all()
             out = []
             for day in days:
@@ -1048,8 +1073,9 @@ class Ledger:
         number = self.receipt_number(receipt)
         name = self.receipt_name(number)
         with self.store.write() as conn:
-            row = conn.execute(
-                text(
+            row = sql(
+                conn,
+                (
                     "SELECT payload FROM printjob WHERE kind='receipt' AND ref=:r "
                     "ORDER BY id LIMIT 1"
                 ),
@@ -1058,17 +1084,17 @@ class Ledger:
             if row is None:
                 raise NotFound(f"no receipt {name} on this device")
             copies = int(
-                conn.execute(
-                    text(
-                        "SELECT count(*) FROM printjob WHERE kind='reprint' AND ref=:r"
-                    ),
+                sql(
+                    conn,
+                    ("SELECT count(*) FROM printjob WHERE kind='reprint' AND ref=:r"),
                     {"r": name},
                 ).scalar_one()
             )
             payload = json.loads(row[0])
             payload.update(copy=copies + 1, reprinted_at=self._now_text())
-            voided = conn.execute(
-                text("SELECT voided_seq FROM payment WHERE receipt_no=:n"),
+            voided = sql(
+                conn,
+                ("SELECT voided_seq FROM payment WHERE receipt_no=:n"),
                 {"n": number},
             ).scalar_one_or_none()
             payload["voided"] = voided is not None
@@ -1080,23 +1106,23 @@ class Ledger:
     def status(self) -> dict[str, Any]:
         with self.store.read() as conn:
             seq, digest, last_time = journal.last_entry(conn)
-            held = conn.execute(
-                text("SELECT name, value FROM counter WHERE name LIKE 'cash:%'")
+            held = sql(
+                conn, ("SELECT name, value FROM counter WHERE name LIKE 'cash:%'")
             ).all()
-            jobs = conn.execute(
-                text(
+            jobs = sql(
+                conn,
+                (
                     "SELECT status, count(*) FROM printjob WHERE status != 'done' "
                     "GROUP BY status"
-                )
+                ),
             ).all()
             lock = self.store.get_meta(conn, "lock")
             ack = self.store.get_meta(conn, "journal_ack")
             policy = current_policy(conn)
             summary = outbox.pending_summary(conn)
-            open_days = conn.execute(
-                text(
-                    "SELECT collector_id, date FROM businessday WHERE closed_at IS NULL"
-                )
+            open_days = sql(
+                conn,
+                ("SELECT collector_id, date FROM businessday WHERE closed_at IS NULL"),
             ).all()
         trust = self.clock.state()
         return {
@@ -1124,7 +1150,7 @@ class Ledger:
         with self.store.read() as conn:
             result = journal.verify(conn)
             problems = [result.problem] if not result.ok else []
-            newest_payment = conn.execute(text("SELECT max(seq) FROM payment")).scalar()
+            newest_payment = sql(conn, ("SELECT max(seq) FROM payment")).scalar()
             if newest_payment and newest_payment > result.last_seq and result.ok:
                 problems.append(
                     f"payment at journal entry {newest_payment} has no journal entry: "
@@ -1138,12 +1164,13 @@ class Ledger:
                         f"HQ verified entry {acked['seq']}, but the journal ends at "
                         f"{result.last_seq} (its tail was deleted)"
                     )
-            for name, value in conn.execute(
-                text("SELECT name, value FROM counter WHERE name LIKE 'cash:%'")
+            for name, value in sql(
+                conn, ("SELECT name, value FROM counter WHERE name LIKE 'cash:%'")
             ).all():
                 collector = name.removeprefix("cash:")
-                total = conn.execute(
-                    text(
+                total = sql(
+                    conn,
+                    (
                         "SELECT coalesce(sum(amount), 0) FROM cashmovement "
                         "WHERE collector_id=:c"
                     ),
@@ -1191,8 +1218,9 @@ class Ledger:
         day = date or now.isoformat()
         fix = self.fix_source()
         with self.store.read() as conn:
-            rows = conn.execute(
-                text(
+            rows = sql(
+                conn,
+                (
                     "SELECT a.id, a.contract_id, a.collector_id, a.priority, a.outcome, "
                     "u.id AS customer_id, u.name, u.address, u.phone, u.lat, u.lon, "
                     "coalesce(sum(CASE WHEN i.due < :d THEN i.amount - i.paid END), 0) "
@@ -1210,8 +1238,9 @@ class Ledger:
             ).all()
             promises = {
                 r.contract_id: (r.promise_date, r.promise_amount)
-                for r in conn.execute(
-                    text(
+                for r in sql(
+                    conn,
+                    (
                         "SELECT contract_id, promise_date, promise_amount FROM visit "
                         "WHERE outcome='promise' AND promise_date=:d"
                     ),
@@ -1251,8 +1280,10 @@ class Ledger:
         today = self.clock.now().astimezone(self.device.tz).date().isoformat()
         with self.store.read() as conn:
             contract = self._contract(conn, contract_id)
-            customer = conn.execute(
-                text("SELECT * FROM customer WHERE id=:u"), {"u": contract.customer_id}
+            customer = sql(
+                conn,
+                ("SELECT * FROM customer WHERE id=:u"),
+                {"u": contract.customer_id},
             ).first()
             schedule: list[dict[str, Any]] = []
             for d in self._installments(conn, contract_id):
@@ -1277,8 +1308,9 @@ class Ledger:
                     "collector": r.collector_id,
                     "voided": r.voided_seq is not None,
                 }
-                for r in conn.execute(
-                    text(
+                for r in sql(
+                    conn,
+                    (
                         "SELECT receipt_no, time, amount, collector_id, voided_seq "
                         "FROM payment WHERE contract_id=:k ORDER BY seq DESC"
                     ),
@@ -1294,8 +1326,9 @@ class Ledger:
                     "promise_amount": r.promise_amount,
                     "collector": r.collector_id,
                 }
-                for r in conn.execute(
-                    text(
+                for r in sql(
+                    conn,
+                    (
                         "SELECT time, outcome, note, promise_date, promise_amount, "
                         "collector_id FROM visit WHERE contract_id=:k ORDER BY seq DESC"
                     ),
@@ -1354,7 +1387,7 @@ class Ledger:
     def set_lock(self, reason: str | None) -> None:
         with self.store.write() as conn:
             if reason is None:
-                conn.execute(text("DELETE FROM meta WHERE key='lock'"))
+                sql(conn, ("DELETE FROM meta WHERE key='lock'"))
             else:
                 Store.set_meta(
                     conn,
@@ -1377,7 +1410,7 @@ class Ledger:
 
     def last_receipt(self) -> str | None:
         with self.store.read() as conn:
-            number = conn.execute(text("SELECT max(receipt_no) FROM payment")).scalar()
+            number = sql(conn, ("SELECT max(receipt_no) FROM payment")).scalar()
         return None if number is None else self.receipt_name(int(number))
 
     def raise_alarm(self, type_: str, data: dict[str, Any]) -> None:
@@ -1388,8 +1421,9 @@ class Ledger:
     def add_message(self, message_id: str, body: dict[str, Any]) -> bool:
         """Keep a message from HQ for the collector; False when already kept."""
         with self.store.write() as conn:
-            result = conn.execute(
-                text(
+            result = sql(
+                conn,
+                (
                     "INSERT INTO message (id, received_at, body) VALUES (:i, :t, :b) "
                     "ON CONFLICT(id) DO NOTHING"
                 ),
@@ -1399,12 +1433,13 @@ class Ledger:
 
     def messages(self, unread_only: bool = False) -> list[dict[str, Any]]:
         with self.store.read() as conn:
-            rows = conn.execute(
-                text(
+            rows = sql(
+                conn,
+                (
                     "SELECT id, received_at, body, read_at FROM message "
                     + ("WHERE read_at IS NULL " if unread_only else "")
                     + "ORDER BY received_at DESC"
-                )
+                ),
             ).all()
         return [
             {
@@ -1419,8 +1454,9 @@ class Ledger:
     def mark_message_read(self, message_id: str) -> bool:
         """Mark a message read; its acknowledgement to HQ is an ops event."""
         with self.store.write() as conn:
-            result = conn.execute(
-                text("UPDATE message SET read_at=:t WHERE id=:i AND read_at IS NULL"),
+            result = sql(
+                conn,
+                ("UPDATE message SET read_at=:t WHERE id=:i AND read_at IS NULL"),
                 {"t": self._now_text(), "i": message_id},
             )
             if result.rowcount:
@@ -1463,11 +1499,10 @@ class Ledger:
     def remember_nonce(self, nonce: str, expires: float) -> bool:
         """Record a command's nonce until it expires; False when seen before."""
         with self.store.write() as conn:
-            conn.execute(
-                text("DELETE FROM nonce WHERE expires < :t"), {"t": time.time()}
-            )
-            result = conn.execute(
-                text(
+            sql(conn, ("DELETE FROM nonce WHERE expires < :t"), {"t": time.time()})
+            result = sql(
+                conn,
+                (
                     "INSERT INTO nonce (nonce, expires) VALUES (:n, :e) "
                     "ON CONFLICT(nonce) DO NOTHING"
                 ),

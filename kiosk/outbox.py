@@ -12,10 +12,10 @@ import time
 import uuid
 from typing import Any
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
 
 from kiosk.journal import Entry
-from kiosk.store import Store
+from kiosk.store import Store, sql
 
 PROTOCOL_VERSION = 1
 
@@ -64,8 +64,9 @@ def envelope(
 def _insert(
     conn: Connection, lane: str, message: dict[str, Any], topic: str, priority: int
 ) -> None:
-    conn.execute(
-        text(
+    sql(
+        conn,
+        (
             "INSERT INTO outbox (id, lane, seq, priority, topic, payload, created_at) "
             "VALUES (:id, :lane, :seq, :priority, :topic, :payload, :created)"
         ),
@@ -134,11 +135,12 @@ def enqueue(
 
 def pending_summary(conn: Connection) -> dict[str, Any]:
     """Depth per lane and the age of the oldest unsent event."""
-    rows = conn.execute(
-        text(
+    rows = sql(
+        conn,
+        (
             "SELECT lane, count(*), min(created_at) FROM outbox "
             "WHERE sent_at IS NULL GROUP BY lane"
-        )
+        ),
     ).all()
     now = time.time()
     lanes = {str(lane): int(count) for lane, count, _ in rows}
@@ -166,8 +168,9 @@ def pending(
     """
     if after is None:
         return list(
-            conn.execute(
-                text(
+            sql(
+                conn,
+                (
                     "SELECT id, lane, seq, priority, topic, payload, created_at "
                     "FROM outbox WHERE sent_at IS NULL ORDER BY priority, lane, seq "
                     "LIMIT :n"
@@ -176,8 +179,9 @@ def pending(
             ).all()
         )
     return list(
-        conn.execute(
-            text(
+        sql(
+            conn,
+            (
                 "SELECT id, lane, seq, priority, topic, payload, created_at FROM outbox "
                 "WHERE sent_at IS NULL AND (priority, lane, seq) > (:p, :l, :s) "
                 "ORDER BY priority, lane, seq LIMIT :n"
@@ -188,19 +192,22 @@ def pending(
 
 
 def mark_sent(conn: Connection, ids: list[str], when: float | None = None) -> None:
-    """Record the broker's acknowledgement of these events."""
+    """Record the broker's acknowledgement of these events, a batch at a time."""
     stamp = time.time() if when is None else when
-    for event_id in ids:
-        conn.execute(
-            text("UPDATE outbox SET sent_at=:t WHERE id=:id AND sent_at IS NULL"),
-            {"t": stamp, "id": event_id},
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        conn.exec_driver_sql(
+            f"UPDATE outbox SET sent_at=? WHERE sent_at IS NULL AND id IN ({marks})",
+            (stamp, *chunk),
         )
 
 
 def resend_from(conn: Connection, lane: str, seq: int) -> int:
     """HQ asked for a lane again from ``seq``: mark those events unsent."""
-    result = conn.execute(
-        text(
+    result = sql(
+        conn,
+        (
             "UPDATE outbox SET sent_at=NULL WHERE lane=:l AND seq>=:s AND sent_at IS NOT NULL"
         ),
         {"l": lane, "s": seq},
@@ -214,8 +221,9 @@ def prune(conn: Connection, acked_seq: int, older_than: float) -> int:
     Money events go only once HQ's journal acknowledgement has passed them and
     the retention period has run; other lanes once sent and retained as long.
     """
-    result = conn.execute(
-        text(
+    result = sql(
+        conn,
+        (
             "DELETE FROM outbox WHERE sent_at IS NOT NULL AND sent_at < :t "
             "AND (lane != 'money' OR seq <= :a)"
         ),

@@ -11,11 +11,12 @@ import json
 from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
 
 from kiosk.config import Action, CashSection, Config, LocationSection
 from kiosk.errors import BadInput, LimitRefused
 from kiosk.money import format_money
+from kiosk.store import sql
 
 
 class CashRules(BaseModel):
@@ -83,8 +84,8 @@ class PolicyDoc(BaseModel):
 
 
 def current_policy(conn: Connection) -> PolicyDoc:
-    row = conn.execute(
-        text("SELECT version, body FROM policy ORDER BY version DESC LIMIT 1")
+    row = sql(
+        conn, ("SELECT version, body FROM policy ORDER BY version DESC LIMIT 1")
     ).first()
     if row is None:
         raise LookupError("no policy installed")
@@ -93,12 +94,13 @@ def current_policy(conn: Connection) -> PolicyDoc:
 
 def install_policy(conn: Connection, doc: PolicyDoc, source: str, when: str) -> bool:
     """Store a newer policy; an older or equal version is ignored (False)."""
-    row = conn.execute(text("SELECT max(version) FROM policy")).first()
+    row = sql(conn, ("SELECT max(version) FROM policy")).first()
     latest = int(row[0]) if row and row[0] is not None else 0
     if doc.version <= latest:
         return False
-    conn.execute(
-        text(
+    sql(
+        conn,
+        (
             "INSERT INTO policy (version, source, body, installed_at) "
             "VALUES (:v, :s, :b, :t)"
         ),
@@ -116,8 +118,8 @@ def sync_config_policy(conn: Connection, config: Config, when: str) -> PolicyDoc
         doc = PolicyDoc.from_config(config, 1)
         install_policy(conn, doc, "config", when)
         return doc
-    source = conn.execute(
-        text("SELECT source FROM policy WHERE version=:v"), {"v": current.version}
+    source = sql(
+        conn, ("SELECT source FROM policy WHERE version=:v"), {"v": current.version}
     ).scalar_one()
     wanted = PolicyDoc.from_config(config, current.version + 1)
     if source == "config" and wanted.rules_json() != current.rules_json():

@@ -11,9 +11,8 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import text
-
 from kiosk.hardware.printer.queue import PrintJob
+from kiosk.store import sql
 
 if TYPE_CHECKING:
     from kiosk.ledger import Ledger
@@ -31,11 +30,12 @@ class LedgerPrintJobs:
         """Jobs caught mid-print by a crash go back in the queue, flagged: the
         paper may already hold them, so the copy says it may be a duplicate."""
         with self.ledger.store.write() as conn:
-            result = conn.execute(
-                text(
+            result = sql(
+                conn,
+                (
                     "UPDATE printjob SET status='queued', possible_duplicate=1, "
                     "retry_at=0 WHERE status='printing'"
-                )
+                ),
             )
         count = int(result.rowcount or 0)
         if count:
@@ -44,8 +44,9 @@ class LedgerPrintJobs:
 
     def next_print_job(self) -> PrintJob | None:
         with self.ledger.store.read() as conn:
-            row = conn.execute(
-                text(
+            row = sql(
+                conn,
+                (
                     "SELECT id, payload, attempts, possible_duplicate FROM printjob "
                     "WHERE status IN ('queued', 'failed') AND retry_at <= :now "
                     "ORDER BY id LIMIT 1"
@@ -65,22 +66,25 @@ class LedgerPrintJobs:
 
     def mark_print_started(self, job_id: int) -> None:
         with self.ledger.store.write() as conn:
-            conn.execute(
-                text("UPDATE printjob SET status='printing' WHERE id=:id"),
+            sql(
+                conn,
+                ("UPDATE printjob SET status='printing' WHERE id=:id"),
                 {"id": job_id},
             )
 
     def mark_printed(self, job_id: int) -> None:
         ledger = self.ledger
         with ledger.store.write() as conn:
-            row = conn.execute(
-                text(
+            row = sql(
+                conn,
+                (
                     "SELECT kind, ref, payload, possible_duplicate FROM printjob WHERE id=:id"
                 ),
                 {"id": job_id},
             ).one()
-            conn.execute(
-                text(
+            sql(
+                conn,
+                (
                     "UPDATE printjob SET status='done', printed_at=:t, last_error='' "
                     "WHERE id=:id"
                 ),
@@ -89,8 +93,9 @@ class LedgerPrintJobs:
             if row.kind not in ("receipt", "reprint"):
                 return
             payload: dict[str, Any] = json.loads(row.payload)
-            conn.execute(
-                text("UPDATE payment SET printed = printed + 1 WHERE receipt_no=:n"),
+            sql(
+                conn,
+                ("UPDATE payment SET printed = printed + 1 WHERE receipt_no=:n"),
                 {"n": ledger.receipt_number(row.ref)},
             )
             ledger.journal_entry(
@@ -107,8 +112,9 @@ class LedgerPrintJobs:
 
     def mark_print_failed(self, job_id: int, error: str, retry_at: float) -> None:
         with self.ledger.store.write() as conn:
-            conn.execute(
-                text(
+            sql(
+                conn,
+                (
                     "UPDATE printjob SET status='failed', attempts=attempts+1, "
                     "last_error=:e, retry_at=:r WHERE id=:id"
                 ),
@@ -118,10 +124,11 @@ class LedgerPrintJobs:
     def waiting(self) -> list[dict[str, Any]]:
         """Jobs not yet on paper, for the collector to see."""
         with self.ledger.store.read() as conn:
-            rows = conn.execute(
-                text(
+            rows = sql(
+                conn,
+                (
                     "SELECT id, kind, ref, status, attempts, last_error FROM printjob "
                     "WHERE status != 'done' ORDER BY id"
-                )
+                ),
             ).all()
         return [dict(r._mapping) for r in rows]

@@ -12,11 +12,10 @@ import datetime as dt
 import logging
 from typing import TYPE_CHECKING
 
-from sqlalchemy import text
-
 from kiosk import outbox
 from kiosk.fix import Fix
 from kiosk.geo import distance_m
+from kiosk.store import sql
 from kiosk.timefmt import rfc3339
 
 if TYPE_CHECKING:
@@ -62,8 +61,9 @@ class TrackRecorder:
             "cog": None if fix.course is None else round(fix.course),
         }
         with self.ledger.store.write() as conn:
-            conn.execute(
-                text(
+            sql(
+                conn,
+                (
                     "INSERT INTO trackpoint (time, lat, lon, acc, alt, vel, cog) "
                     "VALUES (:t, :lat, :lon, :acc, :alt, :vel, :cog)"
                 ),
@@ -80,7 +80,7 @@ class TrackRecorder:
     def prune(self, now: dt.datetime) -> int:
         cutoff = rfc3339(now - dt.timedelta(days=self.gps.track_retention_days))
         with self.ledger.store.write() as conn:
-            result = conn.execute(
-                text("DELETE FROM trackpoint WHERE time < :c"), {"c": cutoff}
+            result = sql(
+                conn, ("DELETE FROM trackpoint WHERE time < :c"), {"c": cutoff}
             )
         return int(result.rowcount or 0)

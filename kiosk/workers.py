@@ -175,6 +175,57 @@ class PinsPart:
         self.pins.close()
 
 
+class LinkPart:
+    """The MQTT link to HQ, woken whenever the ledger queues something."""
+
+    name = "link"
+
+    def __init__(self, service: Service) -> None:
+        from kiosk.sync.link import Link
+
+        self.service = service
+        self.link = Link(
+            service.ledger,
+            service.config,
+            on_status=service.on_status,
+            on_command=self._command,
+            extra_state=self._state,
+        )
+        service.listeners.append(self._changed)
+
+    def _state(self) -> dict[str, Any]:
+        fix = self.service.current_fix()
+        last_fix = None
+        if fix is not None and fix.has_position:
+            last_fix = {
+                "lat": round(fix.lat, 7),
+                "lon": round(fix.lon, 7),
+                "acc": fix.accuracy_m,
+                "age_s": round(fix.age(), 1),
+            }
+        return {
+            "printer": self.service.status.get("printer"),
+            "gps": self.service.status.get("gps"),
+            "last_fix": last_fix,
+        }
+
+    def _command(self, command: Any, result: Any) -> None:
+        # A command changed the ledger (assignments, a lock, a print job...):
+        # the screen and the printer look again.
+        self.service._emit("changed", f"command:{command.name}")
+        self.service._emit("command", command.name)
+
+    def _changed(self, kind: str, value: Any) -> None:
+        if kind in ("changed", "alarm"):
+            self.link.wake()
+
+    def start(self) -> None:
+        self.link.start()
+
+    def stop(self) -> None:
+        self.link.stop()
+
+
 def build_workers(service: Service) -> list[Worker]:
     config = service.config
     workers: list[Worker] = []
@@ -187,4 +238,8 @@ def build_workers(service: Service) -> list[Worker]:
     workers.append(PrinterPart(service))
     if config.gpio.enabled:
         workers.append(PinsPart(service))
+    if config.broker.url:
+        workers.append(LinkPart(service))
+    else:
+        service.on_status("link", "offline (no broker configured)")
     return workers

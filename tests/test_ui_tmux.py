@@ -137,7 +137,10 @@ def test_kiosk_run_takes_a_payment_in_tmux(tmp_path: Path) -> None:
         tmux.keys("Escape")
         tmux.wait_for("Collector ID")
         tmux.keys("F12")
-        assert tmux.exit_status() == "0", tmux.screen()
+        status = tmux.exit_status()
+        # The screen is drawn on stderr, so the log file is where a failure shows.
+        log_text = (data / "ui.log").read_text(encoding="utf-8")
+        assert status == "0", f"{tmux.screen()}\n{log_text}"
     finally:
         subprocess.run(
             [tool, "-L", tmux.socket, "kill-server"], capture_output=True, timeout=10

@@ -17,10 +17,9 @@ stops acknowledging (a dead network loop, a half-open socket) is torn down and
 made again, with exponential backoff and jitter between attempts.
 
 A location event that waited more than ``LIVE_LOC_S`` in the outbox is no
-longer live: whenever the outbox is read from its head, such events are rewritten
-in the store with ``historical: true`` and the lowest priority, so they go after
-the money
-and are sent, and re-sent, with the same content.
+longer live: whenever the outbox is read from its head, such events are
+rewritten in the store with ``historical: true`` and the lowest priority, so
+they go after the money and are sent, and re-sent, with the same content.
 """
 
 from __future__ import annotations
@@ -42,7 +41,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-from sqlalchemy import Connection, text
+from sqlalchemy import text
 
 from kiosk import outbox
 from kiosk.config import Config
@@ -61,7 +60,6 @@ STABLE_S = 30.0  # a connection that lasted this long resets the backoff
 PRUNE_INTERVAL_S = 3600.0
 REFUSED_RETRY_S = 30.0  # an event the broker refused is tried again after this
 HANDOFF = 4  # events handed to paho, as a multiple of what it keeps on the wire
-MARK_CHUNK = 500  # ids per UPDATE when marking events sent
 RESCAN_S = 2.0  # while draining, how often the outbox is read again from its head
 
 
@@ -342,7 +340,7 @@ class _Recorder:
 
             try:
                 with self.ledger.store.write() as conn:
-                    _mark_sent(conn, ids)
+                    outbox.mark_sent(conn, ids)
             except Exception:
                 log.exception(
                     "could not record %d acknowledged events as sent; they will "
@@ -935,23 +933,6 @@ class Link:
                 self._last_prune = float("-inf")
                 self._last_refill = float("-inf")
                 self._cursor = None
-
-
-def _mark_sent(conn: Connection, ids: list[str]) -> None:
-    """``outbox.mark_sent`` for many ids in a few statements.
-
-    One ``IN`` list per 500 ids rather than a statement per id: at a large
-    backlog the per-statement cost was a fifth of the drain's time, and each
-    statement hands the interpreter lock back and forth with paho's thread.
-    """
-    stamp = time.time()
-    for start in range(0, len(ids), MARK_CHUNK):
-        chunk = ids[start : start + MARK_CHUNK]
-        marks = ",".join("?" * len(chunk))
-        conn.exec_driver_sql(
-            f"UPDATE outbox SET sent_at=? WHERE sent_at IS NULL AND id IN ({marks})",
-            (stamp, *chunk),
-        )
 
 
 def _encode(message: dict[str, Any]) -> bytes:
