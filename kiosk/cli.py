@@ -350,6 +350,51 @@ def _human(key: str, result: Any, config: Config | None) -> str:
     return json.dumps(result, indent=2, ensure_ascii=False)
 
 
+def _gps(config: Config, args: argparse.Namespace) -> int:
+    """Fixes from the running service when it holds the device, else the source."""
+    source = args.source or config.gps.source
+    if not source:
+        raise BadInput("no GPS source: give --source or set gps.source")
+    client = ControlClient.connect_if_running(config.data_dir)
+    if client is not None:
+        with client:
+            state = client.call("service_status", {}, {})
+            if state.get("gps_source") == source:
+                return _gps_from_service(client, args)
+    from kiosk.hardware.gps.cli import run_gps
+
+    return run_gps(source, args.json, sys.stdout, args.count)
+
+
+def _gps_from_service(client: ControlClient, args: argparse.Namespace) -> int:
+    import time
+
+    shown, last = 0, None
+    while args.count is None or shown < args.count:
+        state = client.call("service_status", {}, {})
+        fix = state.get("fix")
+        if fix and fix != last and fix.get("age_s", 99) < 2:
+            last = fix
+            shown += 1
+            if args.json:
+                print(
+                    json.dumps(
+                        {
+                            k: fix[k]
+                            for k in ("lat", "lon", "time", "mode", "sats", "acc")
+                        }
+                    )
+                )
+            else:
+                print(
+                    f"{fix['time']}  {fix['lat']:.6f} {fix['lon']:.6f}  "
+                    f"mode {fix['mode']}  {fix['sats']} sats  ±{fix['acc']} m"
+                )
+            sys.stdout.flush()
+        time.sleep(0.5)
+    return 0
+
+
 def _command_key(args: argparse.Namespace) -> str:
     action = getattr(args, "action", None)
     return f"{args.command} {action}" if action else str(args.command)

@@ -106,7 +106,25 @@ class Service:
 
     def call(self, op: str, args: dict[str, Any], auth: dict[str, Any]) -> Any:
         """Run an operation on the ledger (blocking; for threads and the UI)."""
+        if op == "service_status":
+            return self.describe()
         return commands.run(self.ledger, op, args, auth)
+
+    def describe(self) -> dict[str, Any]:
+        """The workers' state and the live fix, for doctor and ``kiosk gps``."""
+        fix = self.current_fix()
+        live = None
+        if fix is not None and fix.has_position:
+            live = {
+                "lat": round(fix.lat, 7),
+                "lon": round(fix.lon, 7),
+                "time": fix.time.isoformat() if fix.time else None,
+                "mode": int(fix.mode),
+                "sats": fix.sats,
+                "acc": fix.accuracy_m,
+                "age_s": round(min(fix.age(), 1e9), 1),
+            }
+        return {**self.status, "fix": live, "gps_source": self.config.gps.source}
 
     async def _dispatch(
         self, op: str, args: dict[str, Any], auth: dict[str, Any]

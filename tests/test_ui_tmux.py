@@ -61,7 +61,7 @@ class Tmux:
                     "-t",
                     "kiosk",
                     "-F",
-                    "#{pane_dead} #{pane_dead_status}",
+                    "#{pane_dead} #{pane_dead_status}#{pane_dead_signal}",
                 )
                 .strip()
                 .partition(" ")
@@ -140,7 +140,7 @@ def test_kiosk_run_takes_a_payment_in_tmux(tmp_path: Path) -> None:
         status = tmux.exit_status()
         # The screen is drawn on stderr, so the log file is where a failure shows.
         log_text = (data / "ui.log").read_text(encoding="utf-8")
-        assert status == "0", f"{tmux.screen()}\n{log_text}"
+        assert status.startswith("status=0 "), f"{status}\n{log_text}"
     finally:
         subprocess.run(
             [tool, "-L", tmux.socket, "kill-server"], capture_output=True, timeout=10

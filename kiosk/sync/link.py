@@ -595,11 +595,11 @@ class Link:
         assert client is not None
 
         # Honour the broker's receive maximum: a client that sends more than
-        # it allows is disconnected.
+        # it allows is disconnected. The link's own window is what limits the
+        # messages in flight; paho refuses a new limit once connected.
         receive_max = getattr(properties, "ReceiveMaximum", None)
         if isinstance(receive_max, int) and receive_max > 0:
             self._window = min(self._window, receive_max)
-            client.max_inflight_messages_set(self._window)
 
         result, _mid = client.subscribe(self.command_filter, qos=1)
         if result != MQTTErrorCode.MQTT_ERR_SUCCESS:

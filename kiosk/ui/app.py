@@ -14,7 +14,9 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -100,6 +102,10 @@ class KioskApp(App[int], inherit_bindings=False):
         self._kiosk_loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
         self._service_started = False
+        # Ledger calls run here rather than in asyncio's shared pool, so that
+        # on exit the app can wait for the calls in flight before the service
+        # closes the store under them.
+        self.pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="kiosk-ui")
         self.register_theme(HIGH_CONTRAST)
         self.theme = (
             HIGH_CONTRAST.name
@@ -140,9 +146,15 @@ class KioskApp(App[int], inherit_bindings=False):
         self.refresh_state()
         self._check_size()
 
+    async def in_thread(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run a blocking ledger call in the app's pool and wait for it."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.pool, partial(fn, *args, **kwargs))
+
     async def on_unmount(self) -> None:
         if self._service_event in self.service.listeners:
             self.service.listeners.remove(self._service_event)
+        await asyncio.to_thread(self.pool.shutdown, wait=True, cancel_futures=True)
         if self._service_started:
             self._service_started = False
             await self.service.stop()
@@ -185,7 +197,7 @@ class KioskApp(App[int], inherit_bindings=False):
 
         async def job() -> None:
             try:
-                state, held = await asyncio.to_thread(read)
+                state, held = await self.in_thread(read)
             except KioskError as exc:
                 log.warning("status not read: %s", exc.message)
                 return

@@ -254,6 +254,7 @@ class Ingest:
         self._generation = 0
         self._writer: threading.Thread | None = None
         self._complaints: dict[str, float] = {}
+        self._recheck: set[str] = set()
 
         self.client = make_client(
             config, self.client_id, manual_ack=True, persistent=True
@@ -370,13 +371,15 @@ class Ingest:
                 return
             try:
                 if batch:
-                    self._store_batch(batch)
-                    for _ in batch:
-                        self._queue.task_done()
+                    touched = self._store_batch(batch)
+                    self._finish(batch)
                     batch = []
+                    self._check_all(touched)
                 if time.monotonic() >= next_tick:
                     next_tick = time.monotonic() + self.tick_s
-                    self._tick()
+                    self._check_all(
+                        self._recheck | set(devices_needing_check(self.store))
+                    )
                 backoff = 0.5
             except KioskError as exc:
                 # The database is away: keep the batch (it is not acknowledged
@@ -385,6 +388,30 @@ class Ingest:
                 if self._stop.wait(backoff):
                     return
                 backoff = min(backoff * 2, 10.0)
+            except Exception:
+                # A fault in this program, not in the database: the batch is
+                # left unacknowledged, so the broker offers it again after the
+                # next reconnect, and the worker carries on with the rest.
+                log.exception(
+                    "HQ worker %s: batch of %d not stored", self.client_id, len(batch)
+                )
+                self._finish(batch)
+                batch = []
+
+    def _finish(self, batch: list[Incoming]) -> None:
+        for _ in batch:
+            self._queue.task_done()
+
+    def _check_all(self, touched: set[str]) -> None:
+        """Check each device's chain; one that fails is tried again next tick."""
+        for device in sorted(touched):
+            try:
+                self._check(device)
+            except KioskError as exc:
+                log.error("%s: chain check failed: %s", device, exc)
+                self._recheck.add(device)
+            else:
+                self._recheck.discard(device)
 
     def _take(self) -> list[Incoming]:
         try:
@@ -406,7 +433,12 @@ class Ingest:
             self._complaints[what] = now
             log.warning("rejected %s: %s", what, detail)
 
-    def _store_batch(self, batch: list[Incoming]) -> None:
+    def _store_batch(self, batch: list[Incoming]) -> set[str]:
+        """Store a batch in one transaction, then acknowledge it.
+
+        Returns:
+            The devices whose chain the batch may have moved.
+        """
         now = time.time()
         rows: dict[str, dict[str, Any]] = {}
         states: list[tuple[str, dict[str, Any]]] = []
@@ -467,8 +499,7 @@ class Ingest:
         self.stats["stored"] += stored
         self.stats["batches"] += 1
         money = {r["device"] for r in rows.values() if r["lane"] == "money"}
-        for device in sorted(money | {d for d, v in states if "state_seq" in v}):
-            self._check(device)
+        return money | {d for d, v in states if "state_seq" in v}
 
     def _note_rows(self, conn: Any, rows: Any) -> None:
         """Per-device figures and alarms from the events of a batch."""
@@ -517,10 +548,6 @@ class Ingest:
             )
 
     # --- chains and the commands they call for -------------------------------
-
-    def _tick(self) -> None:
-        for device in devices_needing_check(self.store):
-            self._check(device)
 
     def _check(self, device: str) -> ChainCheck:
         key = self.keys.get(device)

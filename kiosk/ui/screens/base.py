@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 from collections.abc import Callable
@@ -83,7 +82,7 @@ class LedgerCalls:
     ) -> Worker[None]:
         async def job() -> None:
             try:
-                result = await asyncio.to_thread(fn, *args, **kwargs)
+                result = await self.kiosk.in_thread(fn, *args, **kwargs)
             except KioskError as exc:
                 log.info("refused: %s (%s)", exc.message, exc.code)
                 (failed or self.show_problem)(exc)
