@@ -173,7 +173,12 @@ def build_parser() -> Parser:
     ):
         p = hq_sub.add_parser(name, help=text, description=text)
         _globals(p, top=False)
-        if name == "add-device":
+        if name == "serve":
+            p.add_argument(
+                "--worker",
+                help="this worker's name in a shared group (appended to hq.client_id)",
+            )
+        elif name == "add-device":
             p.add_argument("device")
         elif name == "send":
             p.add_argument("device")

@@ -37,6 +37,7 @@ from typing import Any
 
 from kiosk.config import Config, load_config
 from kiosk.errors import KioskError
+from kiosk.money import format_amount
 
 log = logging.getLogger(__name__)
 
@@ -177,9 +178,68 @@ def run_script(service: Any) -> list[str]:
     return done
 
 
+class DemoHq:
+    """HQ's ingest beside the device, on the demo's own broker and database."""
+
+    def __init__(self, config: Config) -> None:
+        from kiosk.sync.hq.commands import KeyRing
+        from kiosk.sync.hq.ingest import Ingest
+        from kiosk.sync.hq.store import HqStore
+
+        self.store = HqStore(config.hq.db_url)
+        self.keys = KeyRing(config.hq.keys_dir)
+        self.ingest = Ingest(config, self.store, client_id="demo-hq", keys=self.keys)
+
+    def start(self) -> None:
+        self.ingest.start()
+        self.ingest.wait_ready(10)
+
+    def stop(self) -> None:
+        self.ingest.stop()
+
+    def summary(self) -> list[str]:
+        from kiosk.sync.hq.views import list_devices, list_events
+
+        events = list_events(self.store, limit=100_000)["events"]
+        kinds: dict[str, int] = {}
+        for event in events:
+            kinds[event["type"]] = kinds.get(event["type"], 0) + 1
+        lines = [
+            f"HQ has received {len(events)} events: "
+            + ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items()))
+        ]
+        for device in list_devices(self.store, self.keys)["devices"]:
+            lines.append(
+                f"HQ's view of {device['device']}: "
+                f"{'online' if device['online'] else 'offline'}, journal verified to "
+                f"entry {device.get('verified_seq')}, cash held "
+                + ", ".join(
+                    f"{c} {format_amount(v, 0, 'id')}"
+                    for c, v in (device.get("cash_held") or {}).items()
+                )
+            )
+        return lines
+
+
+def _start_hq(config: Config, setup: DemoSetup) -> DemoHq | None:
+    if not config.broker.url:
+        return None
+    try:
+        hq = DemoHq(config)
+        hq.start()
+    except Exception as exc:  # the demo goes on without HQ, and says so
+        log.warning("demo HQ did not start: %s", exc)
+        setup.notes.append(
+            f"HQ did not start ({exc}); the device still syncs to the broker"
+        )
+        return None
+    return hq
+
+
 async def _headless(config: Config, setup: DemoSetup) -> int:
     from kiosk.service import Service
 
+    hq = await asyncio.to_thread(_start_hq, config, setup)
     service = Service(config)
     await service.start()
     try:
@@ -204,6 +264,10 @@ async def _headless(config: Config, setup: DemoSetup) -> int:
         verified = service.ledger.verify()
     finally:
         await service.stop()
+        if hq is not None:
+            await asyncio.sleep(1)
+            hq_lines = await asyncio.to_thread(hq.summary)
+            await asyncio.to_thread(hq.stop)
 
     print(f"\nReceipts printed: {len(printed)} (in {setup.receipts})")
     for path in printed:
@@ -214,6 +278,9 @@ async def _headless(config: Config, setup: DemoSetup) -> int:
         f"Journal: {verified['entries']} entries, chain {'verified' if verified['ok'] else 'BROKEN'}"
     )
     print(f"Outbox: {outbox['depth']} events waiting for HQ")
+    if hq is not None:
+        for line in hq_lines:
+            print(line)
     for note in setup.notes:
         print(f"Note: {note}")
     return 0 if verified["ok"] and printed else 1
@@ -231,7 +298,14 @@ def run_demo(args: argparse.Namespace) -> int:
 
         from kiosk.ui.app import run_ui
 
-        return int(run_ui(config, on_ready=run_script) or 0)
+        hq = _start_hq(config, setup)
+        try:
+            return int(run_ui(config, on_ready=run_script) or 0)
+        finally:
+            if hq is not None:
+                for line in hq.summary():
+                    print(line)
+                hq.stop()
     finally:
         if setup.broker is not None:
             setup.broker.terminate()

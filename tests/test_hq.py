@@ -34,12 +34,11 @@ from kiosk.sync.hq.ingest import Ingest
 from kiosk.sync.hq.store import SCHEMA_VERSION, HqStore, events, schema_version
 from kiosk.sync.hq.views import list_devices, list_events
 from kiosk.sync.protocol import ack_message, check_command
-from kiosk.timefmt import rfc3339
+from kiosk.sync.state import build_state
 from tests.brokers import Broker
 from tests.cli_helpers import kiosk, kiosk_json
 from tests.conftest import ROOT
 from tests.factories import PIN, make_ledger
-from tests.pg import PgServer, pg_db, pg_server  # noqa: F401  (fixtures)
 
 DEVICE = "KIOSK-01"
 pytestmark = pytest.mark.integration
@@ -117,13 +116,7 @@ class DeviceSim:
             self.ledger.collect(self.actor, f"K-000{1 + i % 3}", amount)
 
     def state(self) -> dict[str, Any]:
-        status = self.ledger.status()
-        return {
-            **status,
-            "online": True,
-            "version": "test",
-            "at": rfc3339(datetime.now(UTC)),
-        }
+        return build_state(self.ledger, online=True)
 
     def publish_state(self) -> None:
         client = paho_client(self.broker.url, f"{DEVICE}-state")
@@ -397,7 +390,7 @@ def test_hq_two_workers_share_the_feed_and_store_each_event_once(
     tmp_path: Path,
     broker: Broker,
     device: DeviceSim,
-    pg_db: str,  # noqa: F811
+    pg_db: str,
 ) -> None:
     """Two workers on one shared subscription split the feed, store every event
     exactly once between them and verify the whole chain from the database."""
@@ -664,6 +657,8 @@ def test_hq_serve_runs_until_sigterm_and_lists_what_it_stored(
     assert shown["cash_held"] == device.ledger.status()["cash_held"]
     assert shown["reported_cash_held"] == shown["cash_held"]
     assert shown["has_key"] is True
+    assert shown["outbox_depth"] == device.state()["outbox_depth"]
+    assert shown["reported_seq"] == last
     code, found = kiosk_json(
         "hq", "events", "--device", DEVICE, "--type", "payment", config=config
     )

@@ -28,8 +28,8 @@ log = logging.getLogger(__name__)
 WORKER_ENV = "KIOSK_HQ_WORKER"
 
 
-def worker_client_id(config: Config) -> str:
-    suffix = os.environ.get(WORKER_ENV, "").strip()
+def worker_client_id(config: Config, worker: str | None = None) -> str:
+    suffix = (worker or os.environ.get(WORKER_ENV, "")).strip()
     return f"{config.hq.client_id}-{suffix}" if suffix else config.hq.client_id
 
 
@@ -39,7 +39,7 @@ def run_hq(args: argparse.Namespace) -> int | dict[str, Any]:
     action = args.action
 
     if action == "serve":
-        return _serve(config)
+        return _serve(config, getattr(args, "worker", None))
     if action == "add-device":
         result = add_device(config.hq.keys_dir, args.device)
         return _done(args, result, _added_text(result))
@@ -97,7 +97,7 @@ def _done(args: argparse.Namespace, result: dict[str, Any], text: str) -> Any:
     return 0
 
 
-def _serve(config: Config) -> int:
+def _serve(config: Config, worker: str | None) -> int:
     from kiosk.sync.hq.ingest import serve
 
     stop = threading.Event()
@@ -108,7 +108,11 @@ def _serve(config: Config) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    return serve(config, client_id=worker_client_id(config), stop=stop)
+    return serve(
+        config,
+        client_id=worker_client_id(config, worker),
+        stop=stop,
+    )
 
 
 def _added_text(result: dict[str, Any]) -> str:

@@ -66,6 +66,8 @@ class KioskApp(App[int], inherit_bindings=False):
         cursor_blink: Blink the text cursor (off for reproducible snapshots).
         ascii_only: Draw with ASCII only; by default when ``TERM`` is
             ``linux`` (the Pi's own console, whose font lacks box drawing).
+        on_ready: A blocking call run once the service has started (the demo's
+            script); the lines it returns are shown as notices.
     """
 
     CSS_PATH = "kiosk.tcss"
@@ -83,8 +85,10 @@ class KioskApp(App[int], inherit_bindings=False):
         monotonic: Callable[[], float] = time.monotonic,
         cursor_blink: bool = True,
         ascii_only: bool | None = None,
+        on_ready: Callable[[Service], list[str] | None] | None = None,
     ) -> None:
         super().__init__()
+        self.on_ready = on_ready
         self.service = service
         self.ledger = service.ledger
         self.config = service.config
@@ -145,6 +149,22 @@ class KioskApp(App[int], inherit_bindings=False):
         self.set_interval(1.0, self._tick)
         self.refresh_state()
         self._check_size()
+        if self.on_ready is not None:
+            self.run_worker(self._run_on_ready(), group="ready", exit_on_error=False)
+
+    async def _run_on_ready(self) -> None:
+        assert self.on_ready is not None
+        try:
+            lines = await self.in_thread(self.on_ready, self.service)
+        except KioskError as exc:
+            self.notify(exc.message, severity="error", timeout=10)
+            return
+        for line in lines or []:
+            self.notify(line, timeout=10)
+        self.refresh_state()
+        handler = getattr(self.screen, "ledger_changed", None)
+        if handler is not None:
+            handler()
 
     async def in_thread(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run a blocking ledger call in the app's pool and wait for it."""
@@ -342,12 +362,23 @@ def _log_to_file(data_dir: Path) -> list[logging.Handler]:
     return moved
 
 
-def run_ui(config: Config) -> int:
-    """``kiosk run``: the service with the screen on top, until the app exits."""
+def run_ui(
+    config: Config,
+    *,
+    on_ready: Callable[[Service], list[str] | None] | None = None,
+) -> int:
+    """``kiosk run`` and ``kiosk demo``: the service with the screen on top,
+    until the app exits.
+
+    Args:
+        config: The device configuration.
+        on_ready: Run in a thread once the service is up (the demo's script);
+            the lines it returns are shown as notices.
+    """
     moved = _log_to_file(config.data_dir)
     try:
         service = Service(config)
-        app = KioskApp(service)
+        app = KioskApp(service, on_ready=on_ready)
         log.info("screen %s starting (device %s)", __version__, config.device.id)
         result = app.run()
     finally:

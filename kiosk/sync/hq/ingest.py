@@ -185,14 +185,14 @@ def state_values(obj: Any, now: float) -> dict[str, Any]:
 
     if isinstance(obj.get("cash_held"), dict):
         values["reported_cash"] = dumps(obj["cash_held"])
-    outbox = obj.get("outbox")
-    if isinstance(outbox, dict):
-        if isinstance(outbox.get("depth"), int):
-            values["outbox_depth"] = outbox["depth"]
-        age = outbox.get("oldest_age_s")
-        values["outbox_oldest_age_s"] = (
-            float(age) if isinstance(age, int | float) else None
-        )
+    # The outbox figures come flat (outbox_depth) or as an outbox object.
+    found = obj.get("outbox")
+    outbox: dict[str, Any] = found if isinstance(found, dict) else {}
+    depth = obj.get("outbox_depth", outbox.get("depth"))
+    if isinstance(depth, int) and not isinstance(depth, bool):
+        values["outbox_depth"] = depth
+    age = obj.get("outbox_oldest_age_s", outbox.get("oldest_age_s"))
+    values["outbox_oldest_age_s"] = float(age) if isinstance(age, int | float) else None
     trust = obj.get("time") if isinstance(obj.get("time"), dict) else None
     trust = trust or obj.get("time_trust")
     if trust is not None:
