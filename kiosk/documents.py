@@ -8,14 +8,60 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import Any, Literal
+import re
+import unicodedata
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
 from kiosk.errors import DocumentError
 from kiosk.pins import is_phc
 
 MAX_AMOUNT = 10**15
+MAX_SEQ = 2**63 - 1  # the store's largest integer
+DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+# Bidirectional embeddings, overrides and isolates reorder what is shown: on a
+# receipt they could make one name or amount read as another.
+BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def _id_text(value: str) -> str:
+    """An id is typed on a keypad and printed: no invisible or look-alike forms."""
+    for char in value:
+        category = unicodedata.category(char)
+        if category[0] in "CZ":
+            raise ValueError(
+                f"{char!r} is not allowed in an id (no spaces, control or "
+                "invisible characters)"
+            )
+    if unicodedata.normalize("NFKC", value) != value:
+        raise ValueError(
+            f"{value!r} uses look-alike characters (such as full-width letters); "
+            f"write it as {unicodedata.normalize('NFKC', value)!r}"
+        )
+    return value
+
+
+def _shown_text(value: str) -> str:
+    """Text shown on screen and printed: no control characters or bidi overrides."""
+    for char in value:
+        if unicodedata.category(char) == "Cc" or char in BIDI_CONTROLS:
+            raise ValueError(
+                f"{char!r} is not allowed: control characters and text-direction "
+                "overrides garble the screen and the receipt"
+            )
+    return value
+
+
+Id = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_id_text)]
+Shown = Annotated[str, AfterValidator(_shown_text)]
 
 
 class Record(BaseModel):
@@ -26,18 +72,19 @@ class Record(BaseModel):
 
 
 def _date(value: str) -> str:
+    # fromisoformat alone also takes week dates (2026-W49-5) and other digits.
+    if not DATE.fullmatch(value):
+        raise ValueError("expected a date YYYY-MM-DD")
     try:
         dt.date.fromisoformat(value)
     except ValueError:
-        raise ValueError("expected a date YYYY-MM-DD") from None
-    if len(value) != 10:
-        raise ValueError("expected a date YYYY-MM-DD")
+        raise ValueError("expected a date YYYY-MM-DD that exists") from None
     return value
 
 
 class CollectorRecord(Record):
-    id: str = Field(min_length=1, max_length=64)
-    name: str = Field(min_length=1, max_length=200)
+    id: Id
+    name: Shown = Field(min_length=1, max_length=200)
     role: Literal["collector", "supervisor"] = "collector"
     pin_hash: str
 
@@ -50,12 +97,12 @@ class CollectorRecord(Record):
 
 
 class CustomerRecord(Record):
-    id: str = Field(min_length=1, max_length=64)
-    name: str = Field(min_length=1, max_length=200)
-    phone: str = Field("", max_length=64)
-    address: str = Field("", max_length=500)
-    lat: float | None = Field(None, ge=-90, le=90)
-    lon: float | None = Field(None, ge=-180, le=180)
+    id: Id
+    name: Shown = Field(min_length=1, max_length=200)
+    phone: Shown = Field("", max_length=64)
+    address: Shown = Field("", max_length=500)
+    lat: float | None = Field(None, ge=-90, le=90, allow_inf_nan=False)
+    lon: float | None = Field(None, ge=-180, le=180, allow_inf_nan=False)
     radius_m: int | None = Field(None, ge=1, le=100_000)
 
     @field_validator("lat", "lon", mode="before")
@@ -76,7 +123,7 @@ class InstallmentRecord(Record):
 
 
 class ContractRecord(Record):
-    id: str = Field(min_length=1, max_length=64)
+    id: Id
     customer: str = Field(min_length=1)
     currency: str = Field(pattern=r"^[A-Z]{3}$")
     installments: list[InstallmentRecord] = Field(max_length=1000)
@@ -94,7 +141,7 @@ class ContractRecord(Record):
 
 
 class AssignmentRecord(Record):
-    id: str = Field(min_length=1, max_length=64)
+    id: Id
     contract: str = Field(min_length=1)
     collector: str = Field(min_length=1)
     date: str
@@ -105,11 +152,39 @@ class AssignmentRecord(Record):
 
 class AssignmentDocument(Record):
     mode: Literal["replace", "upsert"]
-    as_of: int = Field(ge=0)
+    as_of: int = Field(ge=0, le=MAX_SEQ)
     collectors: list[CollectorRecord] = Field(default_factory=list)
     customers: list[CustomerRecord] = Field(default_factory=list)
     contracts: list[ContractRecord] = Field(default_factory=list)
     assignments: list[AssignmentRecord] = Field(default_factory=list)
+
+
+def _unencodable(value: Any, path: str = "") -> str | None:
+    """The path of the first text a UTF-8 store cannot hold, if any."""
+    if isinstance(value, str):
+        return None if value.isascii() or _encodes(value) else path or "document"
+    if isinstance(value, dict):
+        for key, item in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            if isinstance(key, str) and not _encodes(key):
+                return path or "document"
+            found = _unencodable(item, where)
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _unencodable(item, f"{path}[{index}]")
+            if found is not None:
+                return found
+    return None
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _path(loc: tuple[Any, ...]) -> str:
@@ -126,12 +201,28 @@ def parse_document(
     raw: bytes | str | dict[str, Any], currency: str | None = None
 ) -> AssignmentDocument:
     """Validate an assignment document; raise DocumentError naming the bad path."""
-    if isinstance(raw, bytes | str):
+    if isinstance(raw, bytes):
+        # JSON in UTF-8 as the format says (a leading BOM is tolerated); without
+        # this, json.loads would guess UTF-16 or UTF-32 from the first bytes.
+        try:
+            raw = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise DocumentError(
+                f"assignment document is not UTF-8: byte {exc.start} cannot be read"
+            ) from None
+    if isinstance(raw, str):
         try:
             data = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except ValueError as exc:
+            problem = str(exc)
+            if "integer string conversion" in problem:
+                problem = "a number has thousands of digits"
             raise DocumentError(
-                f"assignment document is not valid JSON: {exc}"
+                f"assignment document is not valid JSON: {problem}"
+            ) from None
+        except RecursionError:
+            raise DocumentError(
+                "assignment document is not valid JSON: nested too deeply"
             ) from None
     else:
         data = raw
@@ -141,6 +232,9 @@ def parse_document(
         raise DocumentError(
             "as_of: missing (the last money seq HQ applied; 0 for a new device)"
         )
+    broken = _unencodable(data)
+    if broken is not None:
+        raise DocumentError(f"{broken}: text with a lone surrogate (not UTF-8)")
 
     try:
         doc = AssignmentDocument.model_validate(data)

@@ -31,6 +31,7 @@ from kiosk.errors import (
     AmountError,
     BadInput,
     ClockUntrusted,
+    ConfigError,
     DayClosed,
     DeviceLocked,
     KioskError,
@@ -71,9 +72,10 @@ def parse_fixed(spec: str) -> Fix | None:
         lat_text, lon_text = spec.removeprefix("fixed:").split(",")
         lat, lon = float(lat_text), float(lon_text)
     except ValueError:
-        raise BadInput(f"gps.source {spec!r}: expected fixed:LAT,LON") from None
+        raise ConfigError(f"gps.source {spec!r}: expected fixed:LAT,LON") from None
+    # The comparison also refuses nan, which float() reads without complaint.
     if not (-90 <= lat <= 90 and -180 <= lon <= 180):
-        raise BadInput(f"gps.source {spec!r}: latitude or longitude out of range")
+        raise ConfigError(f"gps.source {spec!r}: latitude or longitude out of range")
     return Fix(lat=lat, lon=lon, accuracy_m=1.0, received=float("inf"))
 
 

@@ -14,17 +14,23 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import Connection
 
 from kiosk.config import Action, CashSection, Config, LocationSection
-from kiosk.errors import BadInput, LimitRefused
+from kiosk.errors import BadInput, ConfigError, LimitRefused
 from kiosk.money import format_money
 from kiosk.store import sql
+
+
+# Amounts stay below fifteen digits, like every typed or imported amount, and a
+# version must fit the store's integer column.
+MAX_AMOUNT = 10**15
+MAX_VERSION = 2**63 - 1
 
 
 class CashRules(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    max_in_hand: int = Field(ge=0)
-    max_payment: int = Field(ge=0)
-    daily_cap: int = Field(0, ge=0)
+    max_in_hand: int = Field(ge=0, lt=MAX_AMOUNT)
+    max_payment: int = Field(ge=0, lt=MAX_AMOUNT)
+    daily_cap: int = Field(0, ge=0, lt=MAX_AMOUNT)
     warn_per_mille: int = Field(800, ge=1, le=1000)
     allow_overpayment: bool = False
 
@@ -44,7 +50,7 @@ class PolicyDoc(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=MAX_VERSION)
     cash: CashRules
     location: LocationRules
 
@@ -52,23 +58,33 @@ class PolicyDoc(BaseModel):
     def from_config(cls, config: Config, version: int = 1) -> PolicyDoc:
         cash: CashSection = config.cash
         loc: LocationSection = config.location
-        return cls(
-            version=version,
-            cash=CashRules(
+        section = "cash"
+        try:
+            cash_rules = CashRules(
                 max_in_hand=cash.max_in_hand,
                 max_payment=cash.max_payment,
                 daily_cap=cash.daily_cap,
                 warn_per_mille=round(cash.warn_ratio * 1000),
                 allow_overpayment=cash.allow_overpayment,
-            ),
-            location=LocationRules(
+            )
+            section = "location"
+            location_rules = LocationRules(
                 radius_m=loc.radius_m,
                 max_fix_age_s=loc.max_fix_age_s,
                 max_accuracy_m=loc.max_accuracy_m,
                 outside=loc.outside,
                 no_fix=loc.no_fix,
-            ),
-        )
+            )
+        except ValidationError as exc:
+            # The configuration allows what a policy cannot hold (an amount of
+            # twenty digits): name the key, as every configuration error does.
+            first = exc.errors()[0]
+            key = ".".join(str(part) for part in (section, *first["loc"]))
+            where = f"{config.source}: " if config.source else ""
+            raise ConfigError(
+                f"config error: {where}{key} = {first.get('input')!r}: {first['msg']}"
+            ) from None
+        return cls(version=version, cash=cash_rules, location=location_rules)
 
     @classmethod
     def parse(cls, body: object) -> PolicyDoc:

@@ -96,6 +96,11 @@ class Store:
             finally:
                 raw.close()
         except sqlite3.DatabaseError as exc:
+            # A full disk fails the first read here too (the shared-memory file
+            # cannot grow); it must not be taken for a damaged database.
+            problem = _disk_error(exc)
+            if isinstance(problem, DiskFull):
+                raise problem from None
             raise StoreError(
                 f"{self.path} is not a usable database ({exc}); restore it from "
                 "a backup or move it away"

@@ -29,6 +29,10 @@ from kiosk.sync.protocol import parse_topic as parse_protocol_topic
 log = logging.getLogger(__name__)
 
 HASH = re.compile(r"[0-9a-f]{64}")
+SQLITE_MAX_INTEGER = 2**63 - 1
+# Control characters (line breaks, escape sequences) and bidirectional overrides
+# would garble or disguise a reason shown on screen and printed in a terminal.
+UNSHOWABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +153,11 @@ class CommandHandler:
                 return self.ledger.queue_hub_print(_object(body, "print"))
             case "lock":
                 reason = _object(body, "lock").get("reason")
-                if not isinstance(reason, str) or not reason.strip():
+                if (
+                    not isinstance(reason, str)
+                    or not reason.strip()
+                    or UNSHOWABLE.search(reason)
+                ):
                     raise CommandRejected("lock needs a reason the collector can read")
                 self.ledger.set_lock(reason.strip())
                 return None
@@ -220,4 +228,9 @@ def _object(body: Any, name: str) -> dict[str, Any]:
 
 
 def _count(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+    # A journal seq is a SQLite integer; a larger number cannot name an entry.
+    return (
+        isinstance(value, int)
+        and not isinstance(value, bool)
+        and 1 <= value <= SQLITE_MAX_INTEGER
+    )

@@ -111,7 +111,7 @@ def command_id(payload: bytes) -> str | None:
     """The id of a command, if one can be read, so even a refusal can be acked."""
     try:
         value = json.loads(payload).get("id")
-    except (ValueError, AttributeError, UnicodeDecodeError):
+    except (ValueError, AttributeError, UnicodeDecodeError, RecursionError):
         return None
     return value if isinstance(value, str) and len(value) <= 64 else None
 
@@ -137,6 +137,8 @@ def check_command(
         data = json.loads(payload)
     except (ValueError, UnicodeDecodeError):
         raise CommandRejected("malformed JSON") from None
+    except RecursionError:
+        raise CommandRejected("malformed JSON: nested too deeply") from None
     if not isinstance(data, dict):
         raise CommandRejected("a command is a JSON object")
     missing = COMMAND_FIELDS - data.keys()
@@ -148,8 +150,11 @@ def check_command(
     for name in ("id", "name", "device", "issued", "expires", "nonce", "sig"):
         if not isinstance(data[name], str):
             raise CommandRejected(f"{name} must be a string")
-    if data["v"] != VERSION or isinstance(data["v"], bool):
+    # Exactly the integer: 1.0 and true compare equal to 1 in Python.
+    if type(data["v"]) is not int or data["v"] != VERSION:
         raise CommandRejected(f"unsupported protocol version {data['v']!r}")
+    if not 1 <= len(data["id"]) <= 64:
+        raise CommandRejected("id must be 1 to 64 characters")
     if data["device"] != device:
         raise CommandRejected(
             f"command is for device {data['device']!r}, not {device!r}"
@@ -166,13 +171,15 @@ def check_command(
         expected = sign(key, data)
     except ValueError as exc:
         raise CommandRejected(f"cannot be signed: {exc}") from None
+    except RecursionError:
+        raise CommandRejected("cannot be signed: nested too deeply") from None
     if not hmac.compare_digest(expected, data["sig"]):
         raise CommandRejected("bad signature")
 
     try:
         issued = parse_rfc3339(data["issued"])
         expires = parse_rfc3339(data["expires"])
-    except ValueError:
+    except (ValueError, OverflowError):  # overflow: year 9999 with an offset
         raise CommandRejected("issued and expires must be RFC 3339 times") from None
     if expires <= now:
         raise CommandRejected(f"expired at {data['expires']}")

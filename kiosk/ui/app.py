@@ -55,6 +55,20 @@ HIGH_CONTRAST = Theme(
 )
 
 
+# Worker states said in a word or two, so every badge fits on an 80-column line.
+SHORT_STATES = {"ready": "ok", "online": "ok", "connected": "ok", "no printer": "none"}
+
+
+def short_state(text: str) -> str:
+    """``offline: broker refused`` -> ``offline``; the badge's word for a state."""
+    text = text.strip()
+    if text in SHORT_STATES:
+        return SHORT_STATES[text]
+    for mark in (":", "("):
+        text = text.split(mark, 1)[0].strip()
+    return SHORT_STATES.get(text, text[:10])
+
+
 class KioskApp(App[int], inherit_bindings=False):
     """The collector's and the branch counter's screens.
 
@@ -245,9 +259,11 @@ class KioskApp(App[int], inherit_bindings=False):
             gps = t("badge.gps_old")
         else:
             gps = t("badge.gps_none")
-        link = t("badge.link", state=self.service.status.get("link", "off")[:10])
+        link = t(
+            "badge.link", state=short_state(self.service.status.get("link", "off"))
+        )
         queue = sum(self.state.get("print_queue", {}).values())
-        printer = self.service.status.get("printer", "off")[:10]
+        printer = short_state(self.service.status.get("printer", "off"))
         prn = (
             t("badge.printer_queue", state=printer, n=queue)
             if queue
