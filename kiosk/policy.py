@@ -18,7 +18,6 @@ from kiosk.errors import BadInput, ConfigError, LimitRefused
 from kiosk.money import format_money
 from kiosk.store import sql
 
-
 # Amounts stay below fifteen digits, like every typed or imported amount, and a
 # version must fit the store's integer column.
 MAX_AMOUNT = 10**15
