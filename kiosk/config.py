@@ -91,9 +91,15 @@ class DeviceSection(Section):
 
 
 class CashSection(Section):
-    max_in_hand: int = Field(10_000_000, ge=0, description="Cash a collector may hold.")
-    max_payment: int = Field(5_000_000, ge=0, description="Largest single payment.")
-    daily_cap: int = Field(0, ge=0, description="Collected per day; 0 means none.")
+    max_in_hand: int = Field(
+        10_000_000, ge=0, lt=10**15, description="Cash a collector may hold."
+    )
+    max_payment: int = Field(
+        5_000_000, ge=0, lt=10**15, description="Largest single payment."
+    )
+    daily_cap: int = Field(
+        0, ge=0, lt=10**15, description="Collected per day; 0 means none."
+    )
     warn_ratio: float = Field(0.8, gt=0, le=1, description="Warn from this share.")
     allow_overpayment: bool = Field(False, description="Keep overpayment as credit.")
     max_day_age_h: int = Field(24, ge=1, description="A day open longer must close.")
@@ -256,6 +262,8 @@ def _describe(error: Any) -> str:
         return f"{key}: unknown key (see config/kiosk.example.toml for every key)"
     if error["type"] == "missing":
         return f"{key}: missing"
+    if not key:  # a check across keys: its message names them, not the values
+        return str(message)
     return f"{key} = {value!r}: {message}"
 
 
@@ -303,6 +311,11 @@ def load_config(explicit: str | os.PathLike[str] | None = None) -> Config:
     except OSError as exc:
         raise ConfigError(f"cannot read configuration {path}: {exc.strerror}") from None
 
+    if not raw.strip():
+        raise ConfigError(
+            f"config error: {path}: the file is empty; copy "
+            "config/kiosk.example.toml there and edit it"
+        )
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:

@@ -349,11 +349,6 @@ def test_config_error_through_the_real_command(device: Device, tmp_path: Path) -
     assert "cash.max_in_hand = 1.5: expected an integer in minor units" in lines[0]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kiosk/config.py: load_config must refuse an empty file (change listed "
-    "in the report)",
-)
 def test_config_empty_file_is_refused(tmp_path: Path) -> None:
     """An empty file is a truncated one (a full disk, a failed copy): running on
     built-in defaults would act as another device on another data folder."""
@@ -363,11 +358,6 @@ def test_config_empty_file_is_refused(tmp_path: Path) -> None:
         load_config(path)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kiosk/config.py: _describe prints the whole input for a cross-field "
-    "error (change listed in the report)",
-)
 def test_config_cross_check_names_keys_without_the_whole_file(tmp_path: Path) -> None:
     """max_payment above max_in_hand names both keys and nothing else: the whole
     file in the message would also print the broker password."""
@@ -914,11 +904,6 @@ def test_bad_nmea_line_is_counted_as_its_kind(line: str | bytes, kind: str) -> N
         pytest.param(line, kind, id=f"address{n}")
         for n, (line, kind) in enumerate(NMEA_MISCOUNTED)
     ],
-)
-@pytest.mark.xfail(
-    strict=True,
-    reason="counted as 'ignored'; needs the address check in NmeaDecoder._frame "
-    "and the coldboot count in tests/test_nmea.py (both listed in the report)",
 )
 def test_broken_nmea_address_is_malformed(line: str | bytes, kind: str) -> None:
     """A '$' with no sentence address after it is a broken sentence."""

@@ -330,7 +330,7 @@ class NmeaDecoder:
 
         # Lines run together keep only their last sentence, which is whole.
         start = text.rfind("$")
-        if start < 0:
+        if start < 0 or text.startswith("#"):
             self.stats.other += 1
             return None
         body, star, given = text[start + 1 :].partition("*")
@@ -340,6 +340,10 @@ class NmeaDecoder:
         comma = body.find(",")
         address = body[:comma] if comma >= 0 else body
         kind = address[2:]
+        # A broken address ("$", "$GP", control bytes) is no sentence of any kind.
+        if len(address) < 3 or not address.isascii() or not address.isalnum():
+            self.stats.malformed += 1
+            return None
         if kind not in COMPLETE_FIELDS or len(address) != 5 or address[0] == "P":
             self.stats.ignored += 1
             return None
