@@ -1070,6 +1070,20 @@ class Ledger:
                 out.append(figures)
         return out
 
+    def receipt_payload(self, receipt: str) -> dict[str, Any]:
+        """The receipt as it was laid out for paper, for an on-screen preview."""
+        name = self.receipt_name(self.receipt_number(receipt))
+        with self.store.read() as conn:
+            row = sql(
+                conn,
+                "SELECT payload FROM printjob WHERE kind='receipt' AND ref=:r "
+                "ORDER BY id LIMIT 1",
+                {"r": name},
+            ).first()
+        if row is None:
+            raise NotFound(f"no receipt {name} on this device")
+        return dict(json.loads(row.payload))
+
     def reprint(self, receipt: str) -> dict[str, Any]:
         """Queue a copy of a receipt; the copy says COPY and its number."""
         number = self.receipt_number(receipt)

@@ -131,4 +131,4 @@ class LedgerPrintJobs:
                     "WHERE status != 'done' ORDER BY id"
                 ),
             ).all()
-        return [dict(r._mapping) for r in rows]
+        return [r._asdict() for r in rows]

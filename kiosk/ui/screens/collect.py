@@ -15,7 +15,6 @@ from kiosk.ledger import Override
 from kiosk.location import LocationCheck
 from kiosk.printjobs import LedgerPrintJobs
 from kiosk.receipt import ReceiptSettings, render_lines, render_text
-from kiosk.timefmt import rfc3339
 from kiosk.ui.screens.base import ENTER, KioskScreen
 from kiosk.ui.screens.dialogs import ConfirmScreen, OverrideScreen
 from kiosk.ui.widgets import AmountInput, KeyBar, KioskHeader, Plain, meter_bar
@@ -226,53 +225,18 @@ class CollectScreen(KioskScreen):
         app.refresh_state()
         for warning in result.get("warnings", []):
             app.notify(warning, severity="warning", timeout=8)
-        app.switch_screen(ReceiptScreen(receipt_payload(app, self.row, result)))
+
+        # The preview is the stored print job itself, so it shows exactly what
+        # the paper shows, an override block included.
+        def show(payload: dict[str, Any]) -> None:
+            app.switch_screen(
+                ReceiptScreen({**payload, "print_job": result["print_job"]})
+            )
+
+        self.ledger_call(app.ledger.receipt_payload, result["receipt"], done=show)
 
     def action_back(self) -> None:
         self.dismiss()
-
-
-def receipt_payload(app: Any, row: dict[str, Any], result: dict[str, Any]) -> dict:
-    """The receipt as the printer will print it, rebuilt from the payment.
-
-    The time is the one inside the verification code (``K1|dev|no|amount|
-    currency|time|mac``), so the preview shows exactly what the paper shows.
-    """
-    ledger = app.ledger
-    parts = str(result.get("code", "")).split("|")
-    when = parts[5] if len(parts) == 7 else rfc3339(ledger.clock.now())
-    return {
-        "kind": "receipt",
-        "receipt": result["receipt"],
-        "copy": 0,
-        "device": {
-            "id": ledger.device.id,
-            "name": ledger.device.name,
-            "branch": ledger.device.branch,
-        },
-        "time": when,
-        "collector": {"id": app.actor.id, "name": app.actor.name},
-        "customer": {
-            "id": row["customer"],
-            "name": row["name"],
-            "address": row["address"],
-        },
-        "contract": result["contract"],
-        "currency": result["currency"],
-        "exponent": ledger.exponent,
-        "allocations": result["allocations"],
-        "amount": result["amount"],
-        "credit": result["credit"],
-        "balance": result["balance"],
-        "next_due": result["next_due"],
-        "location": {
-            "result": result["location"]["result"],
-            "distance_m": result["location"]["distance_m"],
-        },
-        "code": result["code"],
-        "override": None,
-        "print_job": result["print_job"],
-    }
 
 
 class ReceiptScreen(KioskScreen):
