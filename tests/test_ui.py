@@ -610,3 +610,41 @@ def test_no_ctrl_s_or_ctrl_q_and_high_contrast(tmp_path: Path) -> None:
         assert all(ord(ch) < 128 for line in shown.splitlines()[1:10] for ch in line)
 
     drive(service, flow, ascii_only=True)
+
+
+def test_open_the_day_with_a_float(tmp_path: Path) -> None:
+    """F10 opens the day with the float handed over; the cash held shows it and
+    the ledger journals the opening."""
+    service = build_service(tmp_path)
+
+    async def flow(pilot: Pilot[Any], app: KioskApp) -> None:
+        from kiosk.ui.screens.forms import OpenDayScreen
+
+        await sign_in(pilot)
+        await pilot.press("f10")
+        await settle(pilot)
+        assert isinstance(app.screen, OpenDayScreen)
+        await type_text(pilot, "200000")
+        assert app.screen.query_one("#amount", AmountInput).value == "200.000"
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, TodayScreen)
+        assert app.held == 200_000
+        opened = rows(service, "SELECT opening FROM businessday")
+        assert opened == [(200_000,)]
+        assert rows(service, "SELECT type FROM journal") == [("day_open",)]
+
+        # A second opening is refused with what to do.
+        await pilot.press("f10")
+        await settle(pilot)
+        await pilot.press("enter")
+        await settle(pilot)
+        await pilot.press("enter")
+        await settle(pilot)
+        problem = str(app.screen.query_one("#problem", Plain).render())
+        assert "already has an open day" in problem
+
+    drive(service, flow)

@@ -136,6 +136,13 @@ WORDS: dict[str, str] = {
     "visit.promise_amount": "Promised amount ({currency})",
     "visit.note": "Note",
     "visit.saved": "Visit saved: {outcome}.",
+    # opening the day
+    "key.open_day": "Open day",
+    "day.title": "Open the day",
+    "day.carried": "Cash carried over: {amount}",
+    "day.float": "Float received ({currency}), 0 for none",
+    "day.confirm": "Open the day with a float of {amount}?",
+    "day.opened": "Day opened with {amount} in hand.",
     # deposit
     "deposit.title": "Deposit cash",
     "deposit.held": "Cash held: {amount}",

@@ -136,6 +136,13 @@ WORDS: dict[str, str] = {
     "visit.promise_amount": "Jumlah janji ({currency})",
     "visit.note": "Catatan",
     "visit.saved": "Kunjungan disimpan: {outcome}.",
+    # membuka hari
+    "key.open_day": "Buka hari",
+    "day.title": "Buka hari kerja",
+    "day.carried": "Kas terbawa: {amount}",
+    "day.float": "Modal awal diterima ({currency}), 0 bila tidak ada",
+    "day.confirm": "Buka hari dengan modal awal {amount}?",
+    "day.opened": "Hari dibuka dengan kas {amount}.",
     # setoran
     "deposit.title": "Setor kas",
     "deposit.held": "Kas dipegang: {amount}",

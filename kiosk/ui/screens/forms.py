@@ -220,6 +220,68 @@ class DepositScreen(KioskScreen):
         self.dismiss()
 
 
+class OpenDayScreen(KioskScreen):
+    """The collector opens the day, with the float handed over (0 for none)."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        ENTER,
+        Binding("escape", "back", "key.back"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        t, app = self.t, self.kiosk
+        yield KioskHeader()
+        with Vertical(id="open-day", classes="panel"):
+            yield Plain(t("day.title"), classes="title")
+            yield Plain(t("day.carried", amount=app.money(app.held)), id="held")
+            yield Label(t("day.float", currency=app.ledger.currency))
+            yield AmountInput(
+                id="amount",
+                exponent=app.ledger.exponent,
+                locale=app.ledger.device.locale,
+                allow_zero=True,
+            )
+            yield Plain(id="hint", classes="hint")
+            yield Plain(id="problem", classes="problem")
+        yield KeyBar()
+
+    def on_mount(self) -> None:
+        self.query_one("#problem").display = False
+        self.query_one("#amount").focus()
+
+    def on_amount_input_refused(self, event: AmountInput.Refused) -> None:
+        self.query_one("#hint", Plain).update(self.t(event.reason))
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        field = self.query_one("#amount", AmountInput)
+        try:
+            amount = field.minor if field.value.strip() else 0
+        except KioskError as exc:
+            field.focus()
+            self.show_problem(exc)
+            return
+        app = self.kiosk
+        assert app.actor is not None
+        actor = app.actor
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.ledger_call(app.ledger.open_day, actor, amount, done=self._opened)
+
+        text = self.t("day.confirm", amount=app.money(amount))
+        self.app.push_screen(ConfirmScreen(text), answered)
+
+    def _opened(self, result: dict[str, Any]) -> None:
+        app = self.kiosk
+        app.held = int(result["opening"])
+        app.refresh_state()
+        app.notify(self.t("day.opened", amount=app.money(result["opening"])))
+        self.dismiss()
+
+    def action_back(self) -> None:
+        self.dismiss()
+
+
 class VoidScreen(KioskScreen):
     """A supervisor reverses a payment by its receipt number, with a reason."""
 

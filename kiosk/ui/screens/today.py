@@ -84,6 +84,7 @@ class TodayScreen(KioskScreen):
         Binding("f7", "messages", "key.messages"),
         Binding("f8", "status", "key.status"),
         Binding("f9", "void", "key.void"),
+        Binding("f10", "open_day", "key.open_day"),
         Binding("plus", "menu", "key.menu", priority=True),
         Binding("up", "move(-1)", show=False),
         Binding("down", "move(1)", show=False),
@@ -243,6 +244,11 @@ class TodayScreen(KioskScreen):
 
         self.app.push_screen(DepositScreen())
 
+    def action_open_day(self) -> None:
+        from kiosk.ui.screens.forms import OpenDayScreen
+
+        self.app.push_screen(OpenDayScreen())
+
     def action_report(self) -> None:
         from kiosk.ui.screens.report import ReportScreen
 
@@ -283,5 +289,6 @@ class TodayScreen(KioskScreen):
             ("messages", t("key.messages")),
             ("status", t("key.status")),
             ("void", t("key.void")),
+            ("open_day", t("key.open_day")),
             ("back", t("key.sign_out")),
         ]
