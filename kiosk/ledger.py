@@ -1040,14 +1040,15 @@ class Ledger:
                     kind,
                     str(day.id),
                     {
+                        "counted": None,
+                        "variance": None,
+                        **figures,
+                        # The figures name the collector by id; paper wants both.
                         "kind": kind,
                         "time": when,
                         "device": self._device_block(),
                         "collector": {"id": actor.id, "name": actor.name},
                         "exponent": self.exponent,
-                        "counted": None,
-                        "variance": None,
-                        **figures,
                     },
                 )
         figures["kind"] = kind

@@ -395,3 +395,27 @@ def test_import_reapplies_payments_and_voids_after_as_of(ledger: Ledger) -> None
     detail = ledger.contract_detail("K-0001")
     assert sum(i["paid"] for i in detail["schedule"]) == 200_000
     assert ledger.contract_detail("K-0002")["balance"] == 2_000_000
+
+
+def test_reports_print_with_the_collectors_name(ledger: Ledger) -> None:
+    """Regression: the day's figures named the collector by id only, and the
+    Z report's print job could not be laid out."""
+    from kiosk.receipt import ReceiptSettings, render_lines, render_text
+
+    budi = ledger.authenticate("c1", PIN)
+    ledger.collect(budi, "K-0001", 1000)
+    for kind, result in (
+        ("x_report", ledger.report(budi, print_it=True)),
+        ("z_report", ledger.report(budi, close=True, counted=1000)),
+    ):
+        with ledger.store.read() as conn:
+            payload = json.loads(
+                conn.execute(
+                    text("SELECT payload FROM printjob WHERE id=:i"),
+                    {"i": result["print_job"]},
+                ).scalar_one()
+            )
+        assert payload["kind"] == kind
+        assert payload["collector"] == {"id": "c1", "name": "Budi"}
+        paper = render_text(render_lines(payload, ReceiptSettings()), 32)
+        assert "Budi" in paper
