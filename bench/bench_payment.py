@@ -57,7 +57,9 @@ def time_plain(root: Path, samples: int) -> list[float]:
     db = sqlite3.connect(root / "plain.db", isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=FULL")
-    db.execute("CREATE TABLE payment (id INTEGER PRIMARY KEY, contract TEXT, amount INT)")
+    db.execute(
+        "CREATE TABLE payment (id INTEGER PRIMARY KEY, contract TEXT, amount INT)"
+    )
     out = []
     for n in range(samples):
         started = time.perf_counter()
@@ -88,7 +90,10 @@ def run(stored: int, samples: int) -> dict[str, Any]:
         "stored_payments": stored,
         "samples": samples,
         "payment_ms": {"p50": round(p50 * 1000, 3), "p95": round(p95 * 1000, 3)},
-        "plain_insert_ms": {"p50": round(plain50 * 1000, 3), "p95": round(plain95 * 1000, 3)},
+        "plain_insert_ms": {
+            "p50": round(plain50 * 1000, 3),
+            "p95": round(plain95 * 1000, 3),
+        },
         "ratio_p50": round(p50 / plain50, 2),
         "ratio_p95": round(p95 / plain95, 2),
         "goal_ratio": 3.0,

@@ -36,7 +36,7 @@ def run_family(name: str, ctx: Context) -> FamilyResult:
     started = time.monotonic()
     try:
         module.run(ctx, result)
-    except BaseException as exc:  # noqa: BLE001 - pytest's skip is a BaseException
+    except BaseException as exc:
         if isinstance(exc, KeyboardInterrupt):
             raise
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -60,23 +60,31 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m faults", description=__doc__)
     parser.add_argument("--short", action="store_true", help="the short form (CI)")
     parser.add_argument(
-        "--only", nargs="+", choices=sorted(FAMILIES), metavar="NAME",
+        "--only",
+        nargs="+",
+        choices=sorted(FAMILIES),
+        metavar="NAME",
         help=f"run only these families: {', '.join(FAMILIES)}",
     )
     parser.add_argument("--seed", type=int, default=None, help="repeat a run")
     parser.add_argument(
-        "--report", type=Path, default=ROOT / "docs" / "RELIABILITY.md",
+        "--report",
+        type=Path,
+        default=ROOT / "docs" / "RELIABILITY.md",
         help="where to write the report (default: docs/RELIABILITY.md)",
     )
     parser.add_argument("--notice", default="", help="a line for the report's top")
     parser.add_argument("--workdir", type=Path, default=None, help="keep files here")
     args = parser.parse_args(argv)
     logging.basicConfig(
-        level=logging.INFO, stream=sys.stderr,
+        level=logging.INFO,
+        stream=sys.stderr,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
 
-    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(10**6)
+    seed = (
+        args.seed if args.seed is not None else random.SystemRandom().randrange(10**6)
+    )
     names = [n for n in FAMILIES if not args.only or n in args.only]
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="faults-") as scratch:
@@ -86,7 +94,9 @@ def main(argv: list[str] | None = None) -> int:
         results = [run_family(name, ctx) for name in names]
     duration = time.monotonic() - started
 
-    text = render(results, short=args.short, seed=seed, duration_s=duration, notice=args.notice)
+    text = render(
+        results, short=args.short, seed=seed, duration_s=duration, notice=args.notice
+    )
     write(args.report, text)
     print(text)
     return 0 if all(r.ok or r.skipped for r in results) else 1

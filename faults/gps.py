@@ -18,7 +18,14 @@ from typing import Any
 
 from faults import Check, Context, FamilyResult
 from faults.invariants import device_checks
-from faults.parts import AUTH, contract, prepare, wait_for_service, wait_until, write_config
+from faults.parts import (
+    AUTH,
+    contract,
+    prepare,
+    wait_for_service,
+    wait_until,
+    write_config,
+)
 from kiosk.control import ControlClient
 from kiosk.hardware.gps.nmea import nmea_checksum
 from tests.cli_helpers import start_agent, stop
@@ -91,21 +98,25 @@ def _status(data: Path) -> dict[str, Any]:
 def _fresh_fix(data: Path) -> bool:
     try:
         fix = _status(data).get("fix")
-    except Exception:  # noqa: BLE001 - a failed look is simply "not yet"
+    except Exception:
         return False
-    return bool(fix) and float(fix["age_s"]) < 3
+    return fix is not None and float(fix["age_s"]) < 3
 
 
-def _after(result: FamilyResult, agent: Any, data: Path, n: int, acked: set[str]) -> None:
+def _after(
+    result: FamilyResult, agent: Any, data: Path, n: int, acked: set[str]
+) -> None:
     """The checks after one fault: running, paying, fixes back."""
     resumed = wait_until(lambda: _fresh_fix(data), 15, 0.1)
     running = agent.poll() is None
     try:
         with ControlClient(data / "kiosk.sock", timeout=10) as client:
-            done = client.call("collect", {"contract": contract(n), "amount": 4000 + n}, AUTH)
+            done = client.call(
+                "collect", {"contract": contract(n), "amount": 4000 + n}, AUTH
+            )
         acked.add(done["receipt"])
         paid, why = True, done["receipt"]
-    except Exception as exc:  # noqa: BLE001 - any failure is the finding
+    except Exception as exc:
         paid, why = False, f"{type(exc).__name__}: {exc}"
     result.record(
         [
@@ -119,7 +130,7 @@ def _after(result: FamilyResult, agent: Any, data: Path, n: int, acked: set[str]
 def _safe_status(data: Path) -> object:
     try:
         return _status(data)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         return str(exc)
 
 
@@ -152,7 +163,9 @@ def serial(ctx: Context, result: FamilyResult) -> None:
             result.inject("garbage bytes from the receiver")
             _after(result, agent, data, n, acked)
 
-            receiver.clock += ctx.rng.choice([-1, 1]) * ctx.rng.randint(3600, 5 * 365 * 86400)
+            receiver.clock += ctx.rng.choice([-1, 1]) * ctx.rng.randint(
+                3600, 5 * 365 * 86400
+            )
             result.inject("receiver clock jumped")
             _after(result, agent, data, n, acked)
     finally:

@@ -11,6 +11,7 @@ import sqlite3
 from collections import Counter
 from collections.abc import Collection
 from pathlib import Path
+from typing import Any
 
 from faults import CASH, DUPLICATED, GAPS, JOURNAL, JOURNAL_HQ, LINKED, LOST, Check
 from kiosk.config import Config
@@ -19,7 +20,7 @@ from kiosk.ledger import Ledger
 log = logging.getLogger(__name__)
 
 
-def _rows(db: sqlite3.Connection, query: str) -> list[tuple[object, ...]]:
+def _rows(db: sqlite3.Connection, query: str) -> list[Any]:
     return db.execute(query).fetchall()
 
 
@@ -36,7 +37,9 @@ def device_checks(config: Config, acknowledged: Collection[str] = ()) -> list[Ch
         verified = ledger.verify()
         name = ledger.receipt_name
         held_by = ledger.held_by
-        db = sqlite3.connect(f"file:{config.device.data_dir / 'kiosk.db'}?mode=ro", uri=True)
+        db = sqlite3.connect(
+            f"file:{config.device.data_dir / 'kiosk.db'}?mode=ro", uri=True
+        )
         try:
             payments = _rows(db, "SELECT receipt_no, seq, amount FROM payment")
             counter = db.execute(
@@ -46,7 +49,8 @@ def device_checks(config: Config, acknowledged: Collection[str] = ()) -> list[Ch
                 seq for (seq,) in _rows(db, "SELECT seq FROM outbox WHERE lane='money'")
             )
             jobs = Counter(
-                ref for (ref,) in _rows(db, "SELECT ref FROM printjob WHERE kind='receipt'")
+                ref
+                for (ref,) in _rows(db, "SELECT ref FROM printjob WHERE kind='receipt'")
             )
             journal = int(db.execute("SELECT count(*) FROM journal").fetchone()[0])
             movements = dict(
@@ -68,24 +72,42 @@ def device_checks(config: Config, acknowledged: Collection[str] = ()) -> list[Ch
     finally:
         ledger.close()
 
-    checks = [Check(JOURNAL, bool(verified["ok"]), "; ".join(map(str, list(verified.get("problems", []))[:3])))]
+    checks = [
+        Check(
+            JOURNAL,
+            bool(verified["ok"]),
+            "; ".join(map(str, list(verified.get("problems", []))[:3])),
+        )
+    ]
 
     # Gap-free numbers, and the counter agrees with the rows.
     numbers = sorted(int(str(row[0])) for row in payments)
     top = len(numbers)
-    gapless = numbers == list(range(1, top + 1)) and (counter is None or counter[0] in (None, top))
-    checks.append(Check(GAPS, gapless, f"numbers {numbers[:5]}... counter {counter}, {top} payments"))
+    gapless = numbers == list(range(1, top + 1)) and (
+        counter is None or counter[0] in (None, top)
+    )
+    checks.append(
+        Check(
+            GAPS, gapless, f"numbers {numbers[:5]}... counter {counter}, {top} payments"
+        )
+    )
 
     recorded = {name(n) for n in numbers}
     missing = sorted(set(acknowledged) - recorded)
-    checks.append(Check(LOST, not missing, f"acknowledged but not recorded: {missing[:5]}"))
+    checks.append(
+        Check(LOST, not missing, f"acknowledged but not recorded: {missing[:5]}")
+    )
 
     # The cash box: each collector's held equals their movements, and every
     # payment's amount went into a box.
     paid = sum(int(str(row[2])) for row in payments)
     wrong = {c: (held[c], m) for c, m in movements.items() if held[str(c)] != m}
     checks.append(
-        Check(CASH, not wrong and paid == paid_in, f"held vs movements {wrong}, paid {paid} vs moved in {paid_in}")
+        Check(
+            CASH,
+            not wrong and paid == paid_in,
+            f"held vs movements {wrong}, paid {paid} vs moved in {paid_in}",
+        )
     )
 
     unlinked = [
@@ -95,7 +117,11 @@ def device_checks(config: Config, acknowledged: Collection[str] = ()) -> list[Ch
     ]
     same = journal == sum(events.values())
     checks.append(
-        Check(LINKED, not unlinked and same, f"without exactly one event and job: {unlinked[:5]}; journal {journal} vs money events {sum(events.values())}")
+        Check(
+            LINKED,
+            not unlinked and same,
+            f"without exactly one event and job: {unlinked[:5]}; journal {journal} vs money events {sum(events.values())}",
+        )
     )
     return checks
 
@@ -111,9 +137,16 @@ def hq_checks(hq_db: Path, config: Config) -> list[Check]:
     ledger = Ledger(config, check=False)
     try:
         last = int(ledger.status()["journal"]["seq"])
-        db = sqlite3.connect(f"file:{config.device.data_dir / 'kiosk.db'}?mode=ro", uri=True)
+        db = sqlite3.connect(
+            f"file:{config.device.data_dir / 'kiosk.db'}?mode=ro", uri=True
+        )
         try:
-            held = dict(_rows(db, "SELECT collector_id, sum(amount) FROM cashmovement GROUP BY collector_id"))
+            held = dict(
+                _rows(
+                    db,
+                    "SELECT collector_id, sum(amount) FROM cashmovement GROUP BY collector_id",
+                )
+            )
         finally:
             db.close()
     finally:
@@ -133,7 +166,11 @@ def hq_checks(hq_db: Path, config: Config) -> list[Check]:
         chain = db.execute(
             "SELECT verified_seq, problem FROM hq_chain WHERE device=?", (device,)
         ).fetchone()
-        cash = dict(_rows_param(db, "SELECT collector, held FROM hq_cash WHERE device=?", device))
+        cash = dict(
+            _rows_param(
+                db, "SELECT collector, held FROM hq_cash WHERE device=?", device
+            )
+        )
     finally:
         db.close()
 
@@ -143,33 +180,51 @@ def hq_checks(hq_db: Path, config: Config) -> list[Check]:
     checks = [
         Check(DUPLICATED, not twice, f"stored twice: {twice[:5]}"),
         Check(LOST, complete, f"HQ holds {len(counts)} of {last} money events"),
-        Check(JOURNAL_HQ, chain is not None and chain[0] == last and not chain[1], f"HQ's chain: {chain}, device at {last}"),
-        Check(CASH, {str(k): int(str(v)) for k, v in cash.items()} == {str(k): int(str(v)) for k, v in held.items()}, f"HQ's cash view {cash} vs device {held}"),
+        Check(
+            JOURNAL_HQ,
+            chain is not None and chain[0] == last and not chain[1],
+            f"HQ's chain: {chain}, device at {last}",
+        ),
+        Check(
+            CASH,
+            {str(k): int(str(v)) for k, v in cash.items()}
+            == {str(k): int(str(v)) for k, v in held.items()},
+            f"HQ's cash view {cash} vs device {held}",
+        ),
     ]
     return checks
 
 
-def _rows_param(
-    db: sqlite3.Connection, query: str, *params: object
-) -> list[tuple[object, ...]]:
+def _rows_param(db: sqlite3.Connection, query: str, *params: object) -> list[Any]:
     return db.execute(query, params).fetchall()
 
 
 def printed_checks(config: Config) -> list[Check]:
     """Every receipt job reached paper; used once the printer is back."""
-    db = sqlite3.connect(f"file:{config.device.data_dir / 'kiosk.db'}?mode=ro", uri=True)
+    db = sqlite3.connect(
+        f"file:{config.device.data_dir / 'kiosk.db'}?mode=ro", uri=True
+    )
     try:
         waiting = _rows(
-            db, "SELECT ref, status FROM printjob WHERE kind='receipt' AND status!='done'"
+            db,
+            "SELECT ref, status FROM printjob WHERE kind='receipt' AND status!='done'",
         )
     finally:
         db.close()
-    return [Check("every receipt printed once the printer is back", not waiting, f"still waiting: {waiting[:5]}")]
+    return [
+        Check(
+            "every receipt printed once the printer is back",
+            not waiting,
+            f"still waiting: {waiting[:5]}",
+        )
+    ]
 
 
 def count_payments(config: Config) -> int:
     """How many payments the device holds."""
-    db = sqlite3.connect(f"file:{config.device.data_dir / 'kiosk.db'}?mode=ro", uri=True)
+    db = sqlite3.connect(
+        f"file:{config.device.data_dir / 'kiosk.db'}?mode=ro", uri=True
+    )
     try:
         return int(db.execute("SELECT count(*) FROM payment").fetchone()[0])
     finally:

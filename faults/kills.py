@@ -18,9 +18,16 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from faults import LOST, Context, FamilyResult
+from faults import LOST, Check, Context, FamilyResult
 from faults.invariants import count_payments, device_checks, hq_checks, printed_checks
-from faults.parts import AUTH, contract, prepare, wait_for_service, wait_until, write_config
+from faults.parts import (
+    AUTH,
+    contract,
+    prepare,
+    wait_for_service,
+    wait_until,
+    write_config,
+)
 from kiosk.config import Config, load_config
 from kiosk.control import ControlClient
 from kiosk.errors import KioskError
@@ -67,7 +74,7 @@ def _fork(target: object, *args: object) -> tuple[int, int]:
         os.close(read_end)
         try:
             target(*args, write_end)  # type: ignore[operator]
-        except BaseException:  # noqa: BLE001 - the child must never return
+        except BaseException:
             log.exception("forked child failed")
         finally:
             os._exit(1)
@@ -119,10 +126,14 @@ def during_payments(ctx: Context, result: FamilyResult) -> None:
 
 
 def _printing_jobs(config: Config) -> int:
-    db = sqlite3.connect(f"file:{config.device.data_dir / 'kiosk.db'}?mode=ro", uri=True)
+    db = sqlite3.connect(
+        f"file:{config.device.data_dir / 'kiosk.db'}?mode=ro", uri=True
+    )
     try:
         return int(
-            db.execute("SELECT count(*) FROM printjob WHERE status='printing'").fetchone()[0]
+            db.execute(
+                "SELECT count(*) FROM printjob WHERE status='printing'"
+            ).fetchone()[0]
         )
     finally:
         db.close()
@@ -163,7 +174,9 @@ def during_printing(ctx: Context, result: FamilyResult) -> None:
                 with ControlClient(data / "kiosk.sock", timeout=10) as client:
                     for n in range(ctx.rng.randint(1, 4)):
                         done = client.call(
-                            "collect", {"contract": contract(n), "amount": 5000 + n}, AUTH
+                            "collect",
+                            {"contract": contract(n), "amount": 5000 + n},
+                            AUTH,
                         )
                         acknowledged.add(done["receipt"])
             except KioskError as exc:
@@ -191,10 +204,10 @@ def during_printing(ctx: Context, result: FamilyResult) -> None:
     )
 
 
-def _duplicates_flagged(config: Config, printed: Counter[str]) -> object:
-    from faults import Check
-
-    db = sqlite3.connect(f"file:{config.device.data_dir / 'kiosk.db'}?mode=ro", uri=True)
+def _duplicates_flagged(config: Config, printed: Counter[str]) -> Check:
+    db = sqlite3.connect(
+        f"file:{config.device.data_dir / 'kiosk.db'}?mode=ro", uri=True
+    )
     try:
         flagged = {
             ref
@@ -228,7 +241,9 @@ def _drain_until_killed(config_path: Path, fd: int) -> None:
 
 
 def _unsent(config: Config) -> int:
-    db = sqlite3.connect(f"file:{config.device.data_dir / 'kiosk.db'}?mode=ro", uri=True)
+    db = sqlite3.connect(
+        f"file:{config.device.data_dir / 'kiosk.db'}?mode=ro", uri=True
+    )
     try:
         return int(
             db.execute(
@@ -258,11 +273,20 @@ def _hq_money(hq_db: Path, device: str) -> int:
 def start_hq(config_path: Path, log_path: Path) -> subprocess.Popen[bytes]:
     """``kiosk hq serve`` in a process of its own."""
     return subprocess.Popen(
-        [sys.executable, "-m", "kiosk", "hq", "serve", "--config", str(config_path), "-v"],
+        [
+            sys.executable,
+            "-m",
+            "kiosk",
+            "hq",
+            "serve",
+            "--config",
+            str(config_path),
+            "-v",
+        ],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         stdout=subprocess.DEVNULL,
-        stderr=open(log_path, "ab"),  # noqa: SIM115 - the child owns it
+        stderr=open(log_path, "ab"),
     )
 
 
@@ -298,7 +322,9 @@ def during_draining(ctx: Context, result: FamilyResult) -> None:
             _wait_ready(fd)
             total = int(_last_seq(config))
             wait_until(
-                lambda: _unsent(config) == 0 and _hq_money(hq_db, config.device.id) >= total,
+                lambda: (
+                    _unsent(config) == 0 and _hq_money(hq_db, config.device.id) >= total
+                ),
                 90,
                 0.2,
             )

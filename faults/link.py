@@ -17,7 +17,7 @@ from faults import Context, FamilyResult
 from faults.invariants import arrival_note, device_checks, hq_checks
 from faults.parts import contract, prepare, wait_until, write_config
 from faults.proxy import Proxy
-from kiosk.config import Config, load_config
+from kiosk.config import load_config
 from kiosk.ledger import Ledger
 from kiosk.sync.hq.ingest import Ingest
 from kiosk.sync.hq.store import HqStore

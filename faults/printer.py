@@ -35,7 +35,9 @@ ONCE = "each receipt prints exactly once when the printer returns"
 
 
 def _job(config: Config, receipt: str) -> tuple[str, int]:
-    db = sqlite3.connect(f"file:{config.device.data_dir / 'kiosk.db'}?mode=ro", uri=True)
+    db = sqlite3.connect(
+        f"file:{config.device.data_dir / 'kiosk.db'}?mode=ro", uri=True
+    )
     try:
         row = db.execute(
             "SELECT status, attempts FROM printjob WHERE kind='receipt' AND ref=?",
@@ -93,24 +95,44 @@ def run(ctx: Context, result: FamilyResult) -> None:
             for n in range(ctx.scale(3, 25)):
                 for fault in FAULTS:
                     _break(emulator, fault)
-                    receipt = str(ledger.collect(actor, contract(n), 3000 + n)["receipt"])
+                    receipt = str(
+                        ledger.collect(actor, contract(n), 3000 + n)["receipt"]
+                    )
                     receipts.append(receipt)
                     queue.wake()
                     result.inject(f"printer {fault.replace('_', ' ')}")
                     if fault == "slow":
                         # Slow is not broken: the job is under way, not done.
-                        waited = wait_until(lambda: _job(config, receipt)[0] == "printing", 5, 0.01)
+                        waited = wait_until(
+                            lambda receipt=receipt: (
+                                _job(config, receipt)[0] == "printing"
+                            ),
+                            5,
+                            0.01,
+                        )
                     else:
-                        waited = wait_until(lambda: _job(config, receipt)[1] >= 1, 5, 0.01)
+                        waited = wait_until(
+                            lambda receipt=receipt: _job(config, receipt)[1] >= 1,
+                            5,
+                            0.01,
+                        )
                     status = _job(config, receipt)[0]
                     result.record(
                         [
                             Check(KEPT, receipt in _recorded(ledger), receipt),
-                            Check(WAITS, waited and status != "done", f"{receipt} {fault}: {status}"),
+                            Check(
+                                WAITS,
+                                waited and status != "done",
+                                f"{receipt} {fault}: {status}",
+                            ),
                         ]
                     )
                     _mend(emulator)
-                    wait_until(lambda: _job(config, receipt)[0] == "done", 30, 0.02)
+                    wait_until(
+                        lambda receipt=receipt: _job(config, receipt)[0] == "done",
+                        30,
+                        0.02,
+                    )
                     result.record(device_checks(config, receipts))
         finally:
             queue.stop()
@@ -119,12 +141,19 @@ def run(ctx: Context, result: FamilyResult) -> None:
     wrong = {r: printed.get(r, 0) for r in receipts if printed.get(r, 0) != 1}
     result.record(printed_checks(config))
     result.record([Check(ONCE, not wrong, f"times printed: {wrong}")])
-    result.notes.append(f"{len(receipts)} receipts, {sum(printed.values())} printed whole")
+    result.notes.append(
+        f"{len(receipts)} receipts, {sum(printed.values())} printed whole"
+    )
 
 
 def _recorded(ledger: Ledger) -> set[str]:
-    db = sqlite3.connect(f"file:{ledger.config.device.data_dir / 'kiosk.db'}?mode=ro", uri=True)
+    db = sqlite3.connect(
+        f"file:{ledger.config.device.data_dir / 'kiosk.db'}?mode=ro", uri=True
+    )
     try:
-        return {ledger.receipt_name(int(n)) for (n,) in db.execute("SELECT receipt_no FROM payment")}
+        return {
+            ledger.receipt_name(int(n))
+            for (n,) in db.execute("SELECT receipt_no FROM payment")
+        }
     finally:
         db.close()

@@ -7,6 +7,7 @@ through the proxy, as a dropped mobile link does.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import struct
@@ -86,7 +87,5 @@ class Proxy:
             pass
         finally:
             for sock in (source, sink):
-                try:
+                with contextlib.suppress(OSError):
                     sock.close()
-                except OSError:
-                    pass

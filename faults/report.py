@@ -24,14 +24,20 @@ def machine() -> str:
 
 
 def render(
-    results: list[FamilyResult], *, short: bool, seed: int, duration_s: float,
+    results: list[FamilyResult],
+    *,
+    short: bool,
+    seed: int,
+    duration_s: float,
     notice: str = "",
 ) -> str:
     """The document for one run."""
     form = "short" if short else "full"
     total = sum(sum(r.injections.values()) for r in results)
-    verdict = "every invariant held" if all(r.ok or r.skipped for r in results) else (
-        "SOME INVARIANTS WERE VIOLATED"
+    verdict = (
+        "every invariant held"
+        if all(r.ok or r.skipped for r in results)
+        else ("SOME INVARIANTS WERE VIOLATED")
     )
     lines = ["# Reliability", ""]
     if notice:

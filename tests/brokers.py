@@ -48,7 +48,8 @@ class Broker:
     def start(self) -> None:
         self.proc = subprocess.Popen(
             [self.binary, "-c", str(self.config)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:

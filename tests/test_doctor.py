@@ -74,8 +74,16 @@ def test_each_broken_part_is_named(good) -> None:
     code, found = checks(write(printer=f"connection = 'tcp:127.0.0.1:{free_port()}'"))
     assert code == 3 and not found["printer"]["ok"]
 
-    opened = kiosk("day", "open", "--float", "5000", "--collector", "c1",
-                   config=write(), env={"KIOSK_PIN": PIN})
+    opened = kiosk(
+        "day",
+        "open",
+        "--float",
+        "5000",
+        "--collector",
+        "c1",
+        config=write(),
+        env={"KIOSK_PIN": PIN},
+    )
     assert opened.returncode == 0, opened.stderr
     raw = sqlite3.connect(root / "data" / "kiosk.db")
     with raw:
