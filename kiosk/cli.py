@@ -43,11 +43,28 @@ LEDGER_OPS = {
 }
 
 
+DEMO_HELP = """\
+The whole product on a throw-away data directory, with no hardware.
+
+It sets up, in a new folder under the system's temporary directory (removed at
+the end unless --keep is given; nothing is written to /etc or /var):
+  - device DEMO-01, IDR, Indonesian number format, English screens;
+  - 40 fictional customers around Bandung, assigned for today to collectors
+    c1 (PIN 1234) and c2 (PIN 2345), with supervisor s1 (PIN 9999);
+  - a replay of a GPS drive past those customers, five times faster;
+  - a receipt printer writing each receipt to receipts/ as .bin and .txt;
+  - when Mosquitto is installed, its own broker on a free loopback port and an
+    HQ service beside it; otherwise the device works offline.
+It makes a few scripted payments and a visit, then shows the collector UI
+(or, with --headless or without a terminal, prints a summary and exits)."""
+
+
 class Parser(argparse.ArgumentParser):
     """argparse that reports bad usage as exit 2 with one line, JSON when asked."""
 
     def error(self, message: str) -> Any:  # type: ignore[override]
-        raise BadInput(f"{self.prog}: {message}")
+        where = self.prog.removeprefix("kiosk").strip()
+        raise BadInput(f"{where}: {message}" if where else message)
 
 
 def _globals(parser: argparse.ArgumentParser, *, top: bool) -> None:
@@ -82,13 +99,19 @@ def build_parser() -> Parser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
 
     def command(name: str, help_text: str, **kw: Any) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_text, description=help_text, **kw)
+        kw.setdefault("description", help_text)
+        p = sub.add_parser(name, help=help_text, **kw)
         _globals(p, top=False)
         return p
 
     command("run", "the service with the collector UI on this terminal")
     command("agent", "the service without a screen (systemd's kiosk-agent)")
-    demo = command("demo", "a self-contained demo on a temporary data directory")
+    demo = command(
+        "demo",
+        "a self-contained demo on a temporary data directory",
+        description=DEMO_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     demo.add_argument("--headless", action="store_true", help="run the script only")
     demo.add_argument("--keep", action="store_true", help="keep the data directory")
 
@@ -405,9 +428,17 @@ def _command_key(args: argparse.Namespace) -> str:
     return f"{args.command} {action}" if action else str(args.command)
 
 
-def _setup_logging(verbose: bool) -> None:
+def _setup_logging(verbose: bool, command: str | None) -> None:
+    # A service logs its life for the journal; a one-shot command says only its
+    # one line, unless asked for more.
+    if verbose or command in ("agent", "run", "hq"):
+        level = logging.INFO
+    elif command == "demo":
+        level = logging.WARNING
+    else:
+        level = logging.ERROR
     logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
+        level=level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
@@ -459,7 +490,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     as_json = "--json" in argv
     try:
         args = build_parser().parse_args(argv)
-        _setup_logging(args.verbose)
+        _setup_logging(args.verbose, args.command)
         key, result, config = dispatch(args)
     except KioskError as exc:
         if as_json:
@@ -477,7 +508,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         print(_human(key, result, config))
     if key == "verify" and not result["ok"]:
-        return 1
+        return 3  # a store whose journal does not verify is a broken store
     return 0
 
 

@@ -128,6 +128,19 @@ class GpsSection(Section):
     parked_interval_s: int = Field(600, ge=1, description="Track point when parked.")
     track_retention_days: int = Field(30, ge=1)
 
+    @field_validator("source")
+    @classmethod
+    def _source(cls, value: str) -> str:
+        return _scheme(
+            value, ("serial:", "gpsd:", "replay:", "fixed:"), "a GPS connection string"
+        )
+
+
+def _scheme(value: str, schemes: tuple[str, ...], what: str) -> str:
+    if value and not value.startswith(schemes):
+        raise ValueError(f"expected {what} starting {', '.join(schemes)} (or empty)")
+    return value
+
 
 class PrinterSection(Section):
     connection: str = Field("", description="A printer connection string; empty: none.")
@@ -135,6 +148,15 @@ class PrinterSection(Section):
     profile: str = Field("POS-5890", description="python-escpos profile name.")
     native_qr: bool = True
     timeout_s: float = Field(10.0, gt=0)
+
+    @field_validator("connection")
+    @classmethod
+    def _connection(cls, value: str) -> str:
+        return _scheme(
+            value,
+            ("usb:", "serial:", "tcp:", "file:", "dir:"),
+            "a printer connection string",
+        )
 
 
 class ReceiptSection(Section):
@@ -160,9 +182,8 @@ class BrokerSection(Section):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
-        if value and not re.fullmatch(
-            r"mqtts?://(\[[0-9A-Fa-f:.]+\]|[^:/\s]+):\d+", value
-        ):
+        match = re.fullmatch(r"mqtts?://(\[[0-9A-Fa-f:.]+\]|[^:/\s]+):(\d{1,5})", value)
+        if value and (match is None or not 0 < int(match.group(2)) < 65536):
             raise ValueError("expected mqtt://HOST:PORT or mqtts://HOST:PORT")
         return value
 

@@ -156,6 +156,12 @@ def run_script(service: Any) -> list[str]:
     """The scripted start of the day; returns what it did, one line each."""
     ledger = service.ledger
     done = []
+
+    # The replayed drive starts at once; wait briefly for its first fix so the
+    # scripted receipts carry a position, as a collector's would.
+    deadline = time.monotonic() + 5
+    while service.current_fix() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
     today = ledger.clock.now().astimezone(ledger.device.tz).date()
     summary = ledger.import_document(assignment_document(today))
     done.append(f"imported {summary['assignments']} assignments for {today}")
@@ -314,3 +320,4 @@ def run_demo(args: argparse.Namespace) -> int:
             print(f"Kept {root}")
         else:
             shutil.rmtree(root, ignore_errors=True)
+            print(f"Removed {root} (run with --keep to look at it afterwards)")

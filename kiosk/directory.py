@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass
 
 from sqlalchemy import Connection
 
-from kiosk.errors import BadInput, LockedOut, Refused, WrongPin
+from kiosk.errors import BadInput, KioskError, LockedOut, WrongPin
 from kiosk.pins import check_pin_format, hash_pin, verify_pin
 from kiosk.store import sql
 
@@ -56,13 +57,16 @@ def add_collector(
 
 def check_pin(
     conn: Connection, collector_id: str, pin: str, *, now: float | None = None
-) -> Actor | Refused:
+) -> Actor | KioskError:
     """Check a PIN inside a write transaction (it counts wrong attempts).
 
     Five wrong PINs lock that collector for five minutes. The refusal is
     returned, not raised, so that the caller commits the count before raising.
     """
     now = time.time() if now is None else now
+    if not re.fullmatch(r"[0-9]{4,12}", pin or ""):
+        # Not a PIN at all (empty, letters): bad input, not a wrong guess.
+        return BadInput("a PIN is 4 to 12 digits")
     row = sql(
         conn,
         (
@@ -93,7 +97,8 @@ def check_pin(
                 f"wrong PIN; {collector_id} is now locked for {LOCKOUT_S // 60} min"
             )
         left = MAX_WRONG_PINS - failed
-        return WrongPin(f"wrong PIN for {collector_id}; {left} tries left")
+        tries = "1 try" if left == 1 else f"{left} tries"
+        return WrongPin(f"wrong PIN for {collector_id}; {tries} left")
     if row.failed_pins:
         sql(
             conn,

@@ -35,6 +35,7 @@ from kiosk.errors import (
     DayClosed,
     DeviceLocked,
     KioskError,
+    LimitRefused,
     NotAllowed,
     NotFound,
     OfflineTooLong,
@@ -148,11 +149,18 @@ class Ledger:
         return f"{self.device.id}-{number:06d}"
 
     def receipt_number(self, name: str) -> int:
+        """The counter of a receipt named as printed (``DEVICE-000042``).
+
+        A bare number is refused: one mistyped digit would name another real
+        payment, and a void or reprint must mean exactly the paper in hand.
+        """
         prefix = f"{self.device.id}-"
-        digits = name.removeprefix(prefix) if name.startswith(prefix) else name
-        if not digits.isdigit():
+        digits = name.strip().removeprefix(prefix)
+        if not name.strip().startswith(prefix) or not (
+            digits.isascii() and digits.isdigit() and len(digits) >= 6
+        ):
             raise BadInput(
-                f"receipt {name!r}: expected a number as printed, e.g. "
+                f"receipt {name!r}: give the number as printed, e.g. "
                 f"{self.receipt_name(42)}"
             )
         return int(digits)
@@ -279,8 +287,21 @@ class Ledger:
     # --- people ------------------------------------------------------------
 
     def add_collector(self, collector_id: str, name: str, role: str, pin: str) -> None:
+        """Add a collector or supervisor, or give one a new PIN.
+
+        Whoever may run the program as the kiosk user may do this (they own the
+        database anyway); HQ hears of every change, so a supervisor made on the
+        device is never a secret.
+        """
         with self.store.write() as conn:
             add_collector(conn, collector_id, name, role, pin)
+            self._event(
+                conn,
+                "ops",
+                "collector_saved",
+                None,
+                {"collector": collector_id, "name": name, "role": role, "by": "device"},
+            )
 
     def authenticate(self, collector_id: str, pin: str) -> Actor:
         with self.store.write() as conn:
@@ -409,7 +430,7 @@ class Ledger:
         if closed is not None:
             raise DayClosed(
                 f"today's day was closed at {closed[0]}; open a new one with "
-                "`day open` to collect again"
+                "`day open` before taking or handing in cash"
             )
         return self._start_day(conn, collector, when, 0)
 
@@ -421,6 +442,13 @@ class Ledger:
                 raise Refused(
                     f"{actor.id} already has an open day; close it first with "
                     "report --close --counted N"
+                )
+            limit = self._policy(conn).cash.max_in_hand
+            after = self.held(conn, actor.id) + amount
+            if limit and after > limit:
+                raise LimitRefused(
+                    f"a float of {self.money(amount)} would make the cash in hand "
+                    f"{self.money(after)}, over the limit of {self.money(limit)}"
                 )
             day_id = self._start_day(conn, actor.id, when, amount)
             held = self.held(conn, actor.id)
@@ -810,6 +838,17 @@ class Ledger:
                 raise Refused(
                     f"{actor.id} holds {self.money(held)}; a deposit of "
                     f"{self.money(amount)} is more than that"
+                )
+            earlier = sql(
+                conn,
+                "SELECT time FROM cashmovement WHERE collector_id=:c AND "
+                "kind='deposit' AND ref=:r LIMIT 1",
+                {"c": actor.id, "r": ref},
+            ).scalar()
+            if earlier is not None:
+                raise Refused(
+                    f"deposit slip {ref} was already recorded at {earlier}; a slip "
+                    "is used once: check the slip, or give its own reference"
                 )
             day_id = self._current_day(conn, actor.id, when)
             data = {

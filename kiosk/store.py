@@ -65,11 +65,17 @@ class Store:
         self.path = Path(path)
         # Only a benchmark's bulk preparation asks for less than FULL.
         self.synchronous = synchronous
-        existed = self.path.exists() and self.path.stat().st_size > 0
-        if existed:
-            self._preflight(check)
-        else:
-            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            existed = self.path.exists() and self.path.stat().st_size > 0
+            if existed:
+                self._preflight(check)
+            else:
+                self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot use the data directory {self.path.parent}: "
+                f"{exc.strerror or exc}; check device.data_dir"
+            ) from None
 
         self.engine: Engine = create_engine(
             f"sqlite:///{self.path}",

@@ -12,6 +12,7 @@ from sqlalchemy import text
 from kiosk.clock import Clock
 from kiosk.errors import (
     AmountError,
+    BadInput,
     ClockUntrusted,
     DayClosed,
     DeviceLocked,
@@ -161,8 +162,8 @@ def test_non_supervisor_cannot_override(ledger: Ledger) -> None:
 
 
 def test_five_wrong_pins_lock_for_five_minutes(ledger: Ledger) -> None:
-    for left in (4, 3, 2, 1):
-        with pytest.raises(WrongPin, match=f"{left} tries left"):
+    for left in ("4 tries", "3 tries", "2 tries", "1 try"):
+        with pytest.raises(WrongPin, match=f"{left} left"):
             ledger.authenticate("c1", "0000")
     with pytest.raises(LockedOut, match="locked"):
         ledger.authenticate("c1", "0000")
@@ -419,3 +420,58 @@ def test_reports_print_with_the_collectors_name(ledger: Ledger) -> None:
         assert payload["collector"] == {"id": "c1", "name": "Budi"}
         paper = render_text(render_lines(payload, ReceiptSettings()), 32)
         assert "Budi" in paper
+
+
+def test_a_deposit_slip_is_used_once(ledger: Ledger) -> None:
+    budi = ledger.authenticate("c1", PIN)
+    ledger.collect(budi, "K-0001", 900_000)
+    ledger.deposit(budi, 100_000, "BANK-7781")
+    with pytest.raises(Refused, match="already recorded"):
+        ledger.deposit(budi, 100_000, "BANK-7781")
+    assert ledger.held_by("c1") == 800_000
+
+
+def test_receipts_are_named_as_printed(ledger: Ledger) -> None:
+    """A bare number could name another real payment after one mistyped digit."""
+    budi = ledger.authenticate("c1", PIN)
+    ledger.collect(budi, "K-0001", 1000)
+    sari = ledger.authenticate("s1", SUPERVISOR_PIN)
+    for name in ("1", "000001", "KIOSK-01-1", "OTHER-000001"):
+        with pytest.raises(BadInput, match="as printed"):
+            ledger.void(name, "typo", sari)
+    assert ledger.void("KIOSK-01-000001", "typo", sari)["amount"] == 1000
+
+
+def test_a_float_over_the_cash_limit_is_refused(tmp_path: Path) -> None:
+    ledger = ledger_for(tmp_path, cash={"max_in_hand": 1_000_000, "max_payment": 1_000})
+    budi = ledger.authenticate("c1", PIN)
+    with pytest.raises(LimitRefused, match="float"):
+        ledger.open_day(budi, 1_000_001)
+    assert ledger.open_day(budi, 1_000_000)["opening"] == 1_000_000
+
+
+def test_a_pin_that_is_not_digits_is_bad_input_and_uses_no_try(ledger: Ledger) -> None:
+    for pin in ("", "abcd", "12"):
+        with pytest.raises(BadInput, match="4 to 12 digits"):
+            ledger.authenticate("c1", pin)
+    with pytest.raises(WrongPin, match="4 tries left"):
+        ledger.authenticate("c1", "0000")
+
+
+def test_hq_hears_of_every_collector_saved_on_the_device(ledger: Ledger) -> None:
+    ledger.add_collector("s9", "Night supervisor", "supervisor", "556677")
+    with ledger.store.read() as conn:
+        payloads = (
+            conn.execute(
+                text("SELECT payload FROM outbox WHERE topic LIKE '%/collector_saved'")
+            )
+            .scalars()
+            .all()
+        )
+    data = json.loads(payloads[-1])["data"]
+    assert data == {
+        "collector": "s9",
+        "name": "Night supervisor",
+        "role": "supervisor",
+        "by": "device",
+    }
