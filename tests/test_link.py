@@ -413,3 +413,27 @@ def test_broker_round_trip(tmp_path: Path, broker: Broker) -> None:
     )
     with pytest.raises(BrokerUnreachable, match="cannot set up TLS"):
         broker_round_trip(no_ca, f"{DEVICE}-doctor", timeout=2)
+
+
+def test_link_keeps_within_the_brokers_receive_maximum(
+    tmp_path: Path, running: list[Link]
+) -> None:
+    """Regression: a broker that advertises a receive maximum (Mosquitto's
+    default of 20) made the link fail at every connect; it must narrow its own
+    window instead, and everything still arrives once, in order."""
+    narrow = Broker(tmp_path / "narrow", extra="max_inflight_messages 20\n")
+    narrow.start()
+    try:
+        watcher = Feed(narrow.url)
+        try:
+            ledger = device_ledger(tmp_path / "dev", narrow.url)
+            pay(ledger, 150)
+            link = start_link(running, ledger)
+            wait_until(lambda: link.online, "the link to come online")
+            total = last_seq(ledger)
+            wait_until(lambda: len(watcher.money_seqs()) == total, "every money event")
+            assert_in_order_once(watcher, total)
+        finally:
+            watcher.close()
+    finally:
+        narrow.stop()
