@@ -147,7 +147,30 @@ class VisitScreen(KioskScreen):
         self.dismiss()
 
 
-class DepositScreen(KioskScreen):
+class AmountForm(KioskScreen):
+    """A form around one amount field: the hint, the problem line, Escape."""
+
+    def amount_field(self, *, allow_zero: bool = False) -> AmountInput:
+        ledger = self.kiosk.ledger
+        return AmountInput(
+            id="amount",
+            exponent=ledger.exponent,
+            locale=ledger.device.locale,
+            allow_zero=allow_zero,
+        )
+
+    def on_mount(self) -> None:
+        self.query_one("#problem").display = False
+        self.query_one("#amount").focus()
+
+    def on_amount_input_refused(self, event: AmountInput.Refused) -> None:
+        self.query_one("#hint", Plain).update(self.t(event.reason))
+
+    def action_back(self) -> None:
+        self.dismiss()
+
+
+class DepositScreen(AmountForm):
     """Cash handed in at the branch, with the slip's reference."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -163,23 +186,12 @@ class DepositScreen(KioskScreen):
             yield Plain(t("deposit.title"), classes="title")
             yield Plain(t("deposit.held", amount=app.money(app.held)), id="held")
             yield Label(t("deposit.amount", currency=app.ledger.currency))
-            yield AmountInput(
-                id="amount",
-                exponent=app.ledger.exponent,
-                locale=app.ledger.device.locale,
-            )
+            yield self.amount_field()
             yield Plain(id="hint", classes="hint")
             yield Label(t("deposit.ref"))
             yield Input(id="ref", max_length=64)
             yield Plain(id="problem", classes="problem")
         yield KeyBar()
-
-    def on_mount(self) -> None:
-        self.query_one("#problem").display = False
-        self.query_one("#amount").focus()
-
-    def on_amount_input_refused(self, event: AmountInput.Refused) -> None:
-        self.query_one("#hint", Plain).update(self.t(event.reason))
 
     def action_fill(self) -> None:
         self.query_one("#amount", AmountInput).set_minor(self.kiosk.held)
@@ -216,11 +228,8 @@ class DepositScreen(KioskScreen):
         app.notify(self.t("deposit.saved", amount=app.money(result["amount"])))
         self.dismiss()
 
-    def action_back(self) -> None:
-        self.dismiss()
 
-
-class OpenDayScreen(KioskScreen):
+class OpenDayScreen(AmountForm):
     """The collector opens the day, with the float handed over (0 for none)."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -235,22 +244,10 @@ class OpenDayScreen(KioskScreen):
             yield Plain(t("day.title"), classes="title")
             yield Plain(t("day.carried", amount=app.money(app.held)), id="held")
             yield Label(t("day.float", currency=app.ledger.currency))
-            yield AmountInput(
-                id="amount",
-                exponent=app.ledger.exponent,
-                locale=app.ledger.device.locale,
-                allow_zero=True,
-            )
+            yield self.amount_field(allow_zero=True)
             yield Plain(id="hint", classes="hint")
             yield Plain(id="problem", classes="problem")
         yield KeyBar()
-
-    def on_mount(self) -> None:
-        self.query_one("#problem").display = False
-        self.query_one("#amount").focus()
-
-    def on_amount_input_refused(self, event: AmountInput.Refused) -> None:
-        self.query_one("#hint", Plain).update(self.t(event.reason))
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         field = self.query_one("#amount", AmountInput)
@@ -276,9 +273,6 @@ class OpenDayScreen(KioskScreen):
         app.held = int(result["opening"])
         app.refresh_state()
         app.notify(self.t("day.opened", amount=app.money(result["opening"])))
-        self.dismiss()
-
-    def action_back(self) -> None:
         self.dismiss()
 
 
