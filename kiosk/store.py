@@ -71,6 +71,8 @@ class Store:
                 self._preflight(check)
             else:
                 self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except StoreError:
+            raise  # already says what is wrong (a full disk is also an OSError)
         except OSError as exc:
             raise StoreError(
                 f"cannot use the data directory {self.path.parent}: "
