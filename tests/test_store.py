@@ -101,3 +101,12 @@ def test_counters_are_gap_free_inside_transactions(tmp_path: Path) -> None:
         raise RuntimeError("rolled back")
     with store.write() as conn:
         assert Store.next_counter(conn, "receipt") == 2
+
+
+def test_an_unusable_data_directory_is_one_clear_error(tmp_path: Path) -> None:
+    """Regression: a data_dir under /proc or behind a file gave a traceback."""
+    afile = tmp_path / "plain-file"
+    afile.write_text("x")
+    for path in (Path("/proc/no-such-dir/kiosk.db"), afile / "kiosk.db"):
+        with pytest.raises(StoreError, match="cannot use the data directory"):
+            Store(path)
