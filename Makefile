@@ -3,13 +3,13 @@
 check: lint test
 
 lint:
-	.venv/bin/ruff format --check kiosk tests bench
-	.venv/bin/ruff check kiosk tests bench
-	.venv/bin/mypy kiosk
+	.venv/bin/ruff format --check kiosk tests bench faults
+	.venv/bin/ruff check kiosk tests bench faults
+	.venv/bin/mypy kiosk faults
 
 format:
-	.venv/bin/ruff format kiosk tests bench
-	.venv/bin/ruff check --fix kiosk tests bench
+	.venv/bin/ruff format kiosk tests bench faults
+	.venv/bin/ruff check --fix kiosk tests bench faults
 
 test:
 	scripts/test
