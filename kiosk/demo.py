@@ -180,7 +180,7 @@ def run_script(service: Any) -> list[str]:
                 done.append(f"{collector} visited {contract}: {outcome}")
         except KioskError as exc:
             done.append(f"{collector} on {contract}: refused: {exc.message}")
-        service._emit("changed", op)
+        service.emit("changed", op)
     return done
 
 

@@ -85,7 +85,7 @@ class Service:
         with self._fix_lock:
             self._fix = fix
         self.history.add(fix)
-        self._emit("fix", fix)
+        self.emit("fix", fix)
 
     def on_status(self, part: str, text: str) -> None:
         """A worker's state changed; logged once per change and shown on screen."""
@@ -93,9 +93,9 @@ class Service:
             return
         self.status[part] = text
         log.info("%s: %s", part, text)
-        self._emit("status", (part, text))
+        self.emit("status", (part, text))
 
-    def _emit(self, kind: str, value: Any) -> None:
+    def emit(self, kind: str, value: Any) -> None:
         for listener in list(self.listeners):
             try:
                 listener(kind, value)
@@ -130,7 +130,7 @@ class Service:
         self, op: str, args: dict[str, Any], auth: dict[str, Any]
     ) -> Any:
         result = await asyncio.to_thread(self.call, op, args, auth)
-        self._emit("changed", op)
+        self.emit("changed", op)
         return result
 
     # --- life cycle ---------------------------------------------------------

@@ -140,7 +140,7 @@ class PinsPart:
             )
         self.service.ledger.raise_alarm(type_, data)
         log.warning("alarm: %s", type_)
-        self.service._emit("alarm", type_)
+        self.service.emit("alarm", type_)
 
     def _panic(self, when: datetime) -> None:
         self._alarm("panic", when)
@@ -155,7 +155,7 @@ class PinsPart:
         receipt = self.service.ledger.last_receipt()
         if receipt:
             self.service.ledger.reprint(receipt)
-            self.service._emit("changed", "reprint")
+            self.service.emit("changed", "reprint")
 
     def _changed(self, kind: str, value: Any) -> None:
         if kind != "status" or not self.pins.active:
@@ -212,8 +212,8 @@ class LinkPart:
     def _command(self, command: Any, result: Any) -> None:
         # A command changed the ledger (assignments, a lock, a print job...):
         # the screen and the printer look again.
-        self.service._emit("changed", f"command:{command.name}")
-        self.service._emit("command", command.name)
+        self.service.emit("changed", f"command:{command.name}")
+        self.service.emit("command", command.name)
 
     def _changed(self, kind: str, value: Any) -> None:
         if kind in ("changed", "alarm"):
