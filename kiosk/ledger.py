@@ -267,9 +267,10 @@ class Ledger:
             return ""
         row = sql(
             conn,
-            (
-                "SELECT min(created_at) FROM outbox WHERE lane='money' AND sent_at IS NULL"
-            ),
+            # The oldest unsent money event is the lowest seq: read it off the
+            # sending-order index instead of scanning the whole backlog.
+            "SELECT created_at FROM outbox WHERE sent_at IS NULL AND priority=2 "
+            "AND lane='money' ORDER BY seq LIMIT 1",
         ).first()
         limit_s = self.config.cash.offline_limit_h * 3600
         if row and row[0] is not None and time.time() - row[0] > limit_s:
@@ -352,6 +353,8 @@ class Ledger:
                 "t": when,
             },
         )
+        if kind in ("payment", "void"):
+            Store.add_to_counter(conn, f"collected:{day_id}", amount)
         return Store.add_to_counter(conn, f"cash:{collector}", amount)
 
     def _local_date(self, when: str) -> str:
@@ -552,16 +555,9 @@ class Ledger:
                 )
 
             day_id = self._current_day(conn, actor.id, when)
-            collected_today = int(
-                sql(
-                    conn,
-                    (
-                        "SELECT coalesce(sum(amount), 0) FROM cashmovement "
-                        "WHERE day_id=:d AND kind IN ('payment', 'void')"
-                    ),
-                    {"d": day_id},
-                ).scalar_one()
-            )
+            # A running total per day, kept by _move_cash: summing the day's
+            # movements would cost a scan that grows with every payment.
+            collected_today = Store.counter(conn, f"collected:{day_id}")
             cash = check_cash(
                 policy.cash,
                 amount=amount,

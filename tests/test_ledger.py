@@ -20,6 +20,7 @@ from kiosk.errors import (
     LocationRefused,
     LockedOut,
     NotAllowed,
+    OfflineTooLong,
     ReasonRequired,
     Refused,
     WrongPin,
@@ -475,3 +476,28 @@ def test_hq_hears_of_every_collector_saved_on_the_device(ledger: Ledger) -> None
         "role": "supervisor",
         "by": "device",
     }
+
+
+def test_offline_too_long_refuses_until_synced_or_overridden(tmp_path: Path) -> None:
+    """With a broker configured, a money event unsent for longer than the
+    offline limit stops collecting; a supervisor can let one payment through."""
+    ledger = ledger_for(
+        tmp_path,
+        broker={"url": "mqtt://127.0.0.1:1"},
+        cash={"offline_limit_h": 72},
+    )
+    budi = ledger.authenticate("c1", PIN)
+    ledger.collect(budi, "K-0001", 1000)
+    with ledger.store.write() as conn:
+        conn.execute(
+            text("UPDATE outbox SET created_at = created_at - 73 * 3600"),
+        )
+    with pytest.raises(OfflineTooLong, match="over 72 h"):
+        ledger.collect(budi, "K-0001", 1000)
+    override = ledger.supervisor_override("s1", SUPERVISOR_PIN, "link down all week")
+    assert ledger.collect(budi, "K-0001", 1000, override=override)["receipt"]
+
+    # Once HQ has the backlog, collecting goes on.
+    with ledger.store.write() as conn:
+        conn.execute(text("UPDATE outbox SET sent_at = created_at"))
+    ledger.collect(budi, "K-0001", 1000)
