@@ -51,7 +51,7 @@ class Tmux:
             time.sleep(0.2)
         pytest.fail(f"the screen never showed {words!r}; it shows:\n{shown}")
 
-    def exit_status(self, limit_s: float = 30.0) -> str:
+    def exit_status(self, log: Path, limit_s: float = 60.0) -> str:
         """Wait for the command in the pane to end; its exit status, or
         ``signal N`` when a signal ended it.
 
@@ -75,7 +75,11 @@ class Tmux:
             if dead == "1" and (code or signal):
                 return code or f"signal {signal}"
             time.sleep(0.2)
-        pytest.fail(f"kiosk run did not end; the screen shows:\n{self.screen()}")
+        tail = log.read_text(encoding="utf-8")[-3000:] if log.exists() else "(no log)"
+        pytest.fail(
+            f"kiosk run did not end; the screen shows:\n{self.screen()}\n"
+            f"and its log ends:\n{tail}"
+        )
 
     def keys(self, *keys: str) -> None:
         self("send-keys", "-t", "kiosk", *keys)
@@ -143,7 +147,7 @@ def test_kiosk_run_takes_a_payment_in_tmux(tmp_path: Path) -> None:
         tmux.keys("Escape")
         tmux.wait_for("Collector ID")
         tmux.keys("F12")
-        status = tmux.exit_status()
+        status = tmux.exit_status(data / "ui.log")
         # The screen is drawn on stderr, so the log file is where a failure shows.
         log_text = (data / "ui.log").read_text(encoding="utf-8")
         assert status == "0", f"{status}\n{log_text}"
