@@ -51,29 +51,17 @@ class Tmux:
             time.sleep(0.2)
         pytest.fail(f"the screen never showed {words!r}; it shows:\n{shown}")
 
-    def exit_status(self, log: Path, limit_s: float = 60.0) -> str:
-        """Wait for the command in the pane to end; its exit status, or
-        ``signal N`` when a signal ended it.
+    def exit_status(self, status_file: Path, log: Path, limit_s: float = 60.0) -> str:
+        """Wait for the command in the pane to end and return its exit status.
 
-        tmux marks the pane dead when the terminal closes, a moment before it
-        has reaped the process, so an empty status means "ask again".
+        The shell around the command writes the status to a file: tmux's own
+        ``pane_dead_status`` is left empty when the terminal closes before tmux
+        reaps the process, which happens often.
         """
         deadline = time.monotonic() + limit_s
         while time.monotonic() < deadline:
-            dead, _, status = (
-                self(
-                    "list-panes",
-                    "-t",
-                    "kiosk",
-                    "-F",
-                    "#{pane_dead} #{pane_dead_status} #{pane_dead_signal}",
-                )
-                .strip()
-                .partition(" ")
-            )
-            code, _, signal = status.partition(" ")
-            if dead == "1" and (code or signal):
-                return code or f"signal {signal}"
+            if status_file.exists() and status_file.read_text().strip():
+                return status_file.read_text().strip()
             time.sleep(0.2)
         tail = log.read_text(encoding="utf-8")[-3000:] if log.exists() else "(no log)"
         pytest.fail(
@@ -109,9 +97,10 @@ def test_kiosk_run_takes_a_payment_in_tmux(tmp_path: Path) -> None:
     tmux_conf = tmp_path / "tmux.conf"
     tmux_conf.write_text("set -g remain-on-exit on\n", encoding="utf-8")
     tmux = Tmux(tool, f"kiosk-ui-test-{os.getpid()}")
+    status_file = tmp_path / "exit-status"
     command = (
-        f"cd {ROOT} && PYTHONPATH={ROOT} exec {sys.executable} -m kiosk run "
-        f"--config {config_path}"
+        f"cd {ROOT} && PYTHONPATH={ROOT} {sys.executable} -m kiosk run "
+        f"--config {config_path}; echo $? > {status_file}"
     )
     tmux(
         "-f",
@@ -147,7 +136,7 @@ def test_kiosk_run_takes_a_payment_in_tmux(tmp_path: Path) -> None:
         tmux.keys("Escape")
         tmux.wait_for("Collector ID")
         tmux.keys("F12")
-        status = tmux.exit_status(data / "ui.log")
+        status = tmux.exit_status(status_file, data / "ui.log")
         # The screen is drawn on stderr, so the log file is where a failure shows.
         log_text = (data / "ui.log").read_text(encoding="utf-8")
         assert status == "0", f"{status}\n{log_text}"
