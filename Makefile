@@ -1,4 +1,4 @@
-.PHONY: check test lint format bench
+.PHONY: check test lint format bench measure
 
 check: lint test
 
@@ -16,3 +16,6 @@ test:
 
 bench:
 	.venv/bin/python -m bench
+
+measure:
+	scripts/measure
