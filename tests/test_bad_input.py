@@ -29,6 +29,7 @@ from kiosk.sync.device_commands import CommandHandler
 from kiosk.sync.protocol import build_command, command_topic, sign
 from tests.cli_helpers import kiosk
 from tests.factories import PIN, make_config, make_document
+from tests.test_device_commands import POLICY as VALID_POLICY
 
 log = logging.getLogger(__name__)
 
@@ -920,23 +921,8 @@ def test_bad_nmea_lines_leave_no_position() -> None:
 
 # --- commands from HQ --------------------------------------------------------
 
-POLICY: dict[str, Any] = {
-    "version": 50,
-    "cash": {
-        "max_in_hand": 20_000_000,
-        "max_payment": 6_000_000,
-        "daily_cap": 0,
-        "warn_per_mille": 800,
-        "allow_overpayment": False,
-    },
-    "location": {
-        "radius_m": 300,
-        "max_fix_age_s": 60,
-        "max_accuracy_m": 100,
-        "outside": "warn",
-        "no_fix": "warn",
-    },
-}
+# The policy the command tests use, as a newer version than any installed.
+POLICY: dict[str, Any] = {**VALID_POLICY, "version": 50}
 
 
 def signed(name: str, body: Any, **changes: Any) -> dict[str, Any]:

@@ -127,36 +127,28 @@ class LedgerCalls:
             await focused.action_submit()
 
 
-class KioskScreen(LedgerCalls, Screen[None]):
-    """A full screen with the kiosk header and footer."""
+class KioskParts(LedgerCalls):
+    """What every screen and dialog shares: the app, the words, the keys."""
 
     @property
     def kiosk(self) -> KioskApp:  # type: ignore[override]
-        return self.app  # type: ignore[return-value]
+        return self.app  # type: ignore[attr-defined, no-any-return]
 
     def t(self, key: str, **fields: Any) -> str:
         return self.kiosk.t(key, **fields)
 
     def on_mount(self) -> None:
-        translate_bindings(self, self.kiosk.t)
-        for field in self.query(Input):
+        translate_bindings(self, self.kiosk.t)  # type: ignore[arg-type]
+        for field in self.query(Input):  # type: ignore[attr-defined]
             field.cursor_blink = self.kiosk.cursor_blink
+
+
+class KioskScreen(KioskParts, Screen[None]):
+    """A full screen with the kiosk header and footer."""
 
     def on_screen_resume(self) -> None:
         self.kiosk.refresh_header()
 
 
-class KioskModal(LedgerCalls, ModalScreen[T]):
+class KioskModal(KioskParts, ModalScreen[T]):
     """A dialog over the current screen; Escape answers None."""
-
-    @property
-    def kiosk(self) -> KioskApp:  # type: ignore[override]
-        return self.app  # type: ignore[return-value]
-
-    def t(self, key: str, **fields: Any) -> str:
-        return self.kiosk.t(key, **fields)
-
-    def on_mount(self) -> None:
-        translate_bindings(self, self.kiosk.t)
-        for field in self.query(Input):
-            field.cursor_blink = self.kiosk.cursor_blink
